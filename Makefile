@@ -1,0 +1,69 @@
+# Stance and sentiment classifier for coverage of the US–Russia talks in Riyadh.
+# `make` lists the targets. Every target that needs Python first builds .venv.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 3000
+ARGS   ?=
+MODEL  ?= stance_classifier:latest
+
+# Nothing is fetched from a model or dataset hub at run time; the store lives in the project.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export BENTOML_HOME ?= $(CURDIR)/bentoml_home
+export BENTOML_DO_NOT_TRACK := true
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: help install validate train evaluate serve score build test test-fast bench-serve bench-score bench-scale clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# Pinned: a CPU build of torch. An unpinned torch pulls a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed ## create .venv and install the project and its dev tools
+
+validate: $(VENV)/.installed ## check the annotation files against labels, registry and articles
+	$(PY) -m training.validate
+
+train: $(VENV)/.installed ## fine-tune and register stance_classifier in the BentoML store (ARGS="--epochs 3")
+	$(PY) -m training.train $(ARGS)
+
+evaluate: $(VENV)/.installed ## leave-one-article-out evaluation with baselines -> reports/
+	$(PY) -m training.evaluate $(ARGS)
+
+serve: $(VENV)/.installed ## serve the HTTP API on 127.0.0.1:$(PORT), training a model first if the store has none
+	@$(PY) -m serving.store --exists $(MODEL) || $(MAKE) train
+	$(PY) -m serving.serve --port $(PORT)
+
+score: $(VENV)/.installed ## batch-score files: make score ARGS="data/articles/*.txt --out scored.csv"
+	$(VENV)/bin/stance score $(ARGS)
+
+build: $(VENV)/.installed ## build a Bento (model + service) for deployment
+	@$(PY) -m serving.store --exists $(MODEL) || $(MAKE) train
+	$(VENV)/bin/bentoml build
+
+test: $(VENV)/.installed ## run all tests, fast and slow (what CI runs)
+	$(PY) -m pytest $(ARGS)
+
+test-fast: $(VENV)/.installed ## run the fast offline tests only
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+bench-serve: $(VENV)/.installed ## benchmark the HTTP service against the raw model
+	$(PY) benchmarks/bench_serve.py $(ARGS)
+
+bench-score: $(VENV)/.installed ## benchmark `stance score` against the raw model and a HF pipeline
+	$(PY) benchmarks/bench_score.py $(ARGS)
+
+clean: ## remove generated reports and caches (keeps .venv and the model store)
+	rm -rf reports .pytest_cache build dist

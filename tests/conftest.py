@@ -1,0 +1,94 @@
+"""Shared fixtures. Everything runs offline; the tiny model is a 1-layer BERT built from a
+config (random weights, the real tokenizer), trained for a few steps in seconds."""
+
+from __future__ import annotations
+
+import os
+
+# Set before any HF import: tests must never reach a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_ROWS = [
+    # (sentence, actor, mention, stance, sentiment)
+    ("Lavrov praised the talks in Riyadh as useful.", "Sergey Lavrov", "Lavrov", "support", "positive"),
+    ("Zelensky rejected any deal made without Ukraine.", "Volodymyr Zelensky", "Zelensky", "oppose", "negative"),
+    ("Rubio attended the meeting on Tuesday.", "Marco Rubio", "Rubio", "neutral", "neutral"),
+    ("Kyiv condemned the talks, while Moscow welcomed them.", "Ukraine", "Kyiv", "oppose", "negative"),
+    ("Kyiv condemned the talks, while Moscow welcomed them.", "Russia", "Moscow", "support", "negative"),
+    ("The Saudis hosted the delegations at a palace.", "Saudi Arabia", "The Saudis", "neutral", "neutral"),
+]
+
+
+def tiny_dataset(articles=("a", "b")):
+    from training.data import to_dataset
+
+    rows = []
+    for k, (sentence, actor, mention, stance, sentiment) in enumerate(TINY_ROWS * 2):
+        start = sentence.index(mention)
+        art = articles[k % len(articles)]
+        rows.append({"id": f"{art}-{k}:{actor}", "sentence_id": f"{art}-{k}", "article": art, "sentence": sentence,
+                     "actor": actor, "mention": mention, "mention_start": start, "mention_end": start + len(mention),
+                     "stance": stance, "sentiment": sentiment, "ambiguous": False, "note": ""})
+    return to_dataset(rows)
+
+
+def tiny_config(**overrides):
+    from training.config import load_config
+
+    return load_config(None, **{"encoder": "tiny", "epochs": 2, "batch_size": 4, "max_steps": 4, "head_lr": 1e-2, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from training.train import load_tokenizer
+
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tokenizer):
+    from training.train import fit
+
+    return fit(tiny_config(), tiny_dataset(), tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model, tokenizer, tmp_path_factory):
+    from model.predictor import save_model
+
+    path = tmp_path_factory.mktemp("tiny_model")
+    save_model(tiny_model, tokenizer, {"config": tiny_config().to_dict(), "metrics": {}}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tiny_model, tokenizer, tmp_path_factory):
+    """A BENTOML_HOME holding a registered tiny `stance_classifier`; yields its tag."""
+    home = tmp_path_factory.mktemp("bentoml_home")
+    old = os.environ.get("BENTOML_HOME")
+    os.environ["BENTOML_HOME"] = str(home)
+    from training.store import register
+
+    tag = register(tiny_model, tokenizer, tiny_config(), {}, {"stance": 1.0, "sentiment": 1.0}, 0.0)
+    yield tag
+    if old is None:
+        os.environ.pop("BENTOML_HOME", None)
+    else:
+        os.environ["BENTOML_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_predictor(tiny_model_dir):
+    from model.predictor import Predictor
+
+    return Predictor.load(tiny_model_dir, tag="stance_classifier:tiny")

@@ -1,0 +1,125 @@
+"""Training code on a tiny model: the saved artefact, its metadata, reload, and shapes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from model.labels import SENTIMENT, STANCE
+from model.predictor import Item, LabelMismatchError, Predictor
+from tests.conftest import tiny_config, tiny_dataset
+
+
+def test_saved_artefact_carries_labels_and_reloads_identically(tiny_model_dir, tiny_model, tokenizer):
+    meta = json.loads((tiny_model_dir / "meta.json").read_text())
+    assert meta["labels"] == {"stance": list(STANCE), "sentiment": list(SENTIMENT)}
+    assert meta["config"]["encoder"] == "tiny"
+    original = Predictor(tiny_model, tokenizer)
+    reloaded = Predictor.load(tiny_model_dir)
+    rows = [("Sergey Lavrov", "Lavrov praised the talks.", (0, 6))]
+    np.testing.assert_allclose(original.stance_probs(rows).numpy(), reloaded.stance_probs(rows).numpy(), atol=1e-6)
+
+
+def test_loading_refuses_a_model_with_other_labels(tiny_model_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_model_dir, bad)
+    meta = json.loads((bad / "meta.json").read_text())
+    meta["labels"]["stance"] = ["pro", "anti", "neutral"]
+    (bad / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(LabelMismatchError, match=r"trained with stance labels \['pro', 'anti', 'neutral'\].*retrain it with `make train`"):
+        Predictor.load(bad)
+
+
+def test_prediction_shape(tiny_predictor):
+    out = tiny_predictor.predict([Item("Kyiv condemned the talks, while Moscow welcomed them."), Item("No one is named here.")])
+    assert [a["actor"] for a in out[0]["actors"]] == ["Ukraine", "Russia"]
+    assert out[1]["actors"] == []
+    for r in out:
+        assert set(r) == {"sentence", "sentiment", "sentiment_probs", "actors", "model"}
+        assert list(r["sentiment_probs"]) == list(SENTIMENT)
+        assert abs(sum(r["sentiment_probs"].values()) - 1) < 1e-3
+        for a in r["actors"]:
+            assert list(a["stance_probs"]) == list(STANCE)
+            assert a["stance"] == max(a["stance_probs"], key=a["stance_probs"].get)
+
+
+def test_sentiment_does_not_depend_on_the_actor(tiny_predictor):
+    s = "Kyiv condemned the talks, while Moscow welcomed them."
+    a, b = tiny_predictor.predict([Item(s, "Ukraine"), Item(s, "Russia")])
+    assert a["sentiment_probs"] == b["sentiment_probs"]
+
+
+def test_free_text_actor_outside_the_registry(tiny_predictor):
+    out = tiny_predictor.predict([Item("Orbán hailed the Riyadh talks.", actor="Viktor Orbán")])[0]
+    assert out["actors"][0]["actor"] == "Viktor Orbán"
+    assert out["actors"][0]["mention"] == "Orbán"
+    assert out["actors"][0]["affiliation"] is None
+
+
+def test_training_is_deterministic(tokenizer):
+    from training.train import fit
+
+    a = fit(tiny_config(), tiny_dataset(), tokenizer)
+    b = fit(tiny_config(), tiny_dataset(), tokenizer)
+    for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert np.array_equal(p.numpy(), q.numpy()), n
+
+
+def test_training_learns_the_tiny_set(tokenizer):
+    """Enough steps on six examples must fit them: the loop really optimises."""
+    from training.train import fit, predict_dataset
+
+    ds = tiny_dataset()
+    model = fit(tiny_config(max_steps=0, epochs=40, head_lr=3e-2, lr=3e-3), ds, tokenizer)
+    stance, _ = predict_dataset(model, tokenizer, ds, tiny_config())
+    assert (stance.argmax(1) == np.array(ds["stance_id"])).mean() >= 0.8
+
+
+def test_crossval_never_tests_on_a_training_article(tokenizer, monkeypatch):
+    import training.train as train
+
+    seen = []
+    real_fit = train.fit
+
+    def spy(config, data, tok, desc=""):
+        seen.append(set(data["article"]))
+        return real_fit(config, data, tok, desc)
+
+    monkeypatch.setattr(train, "fit", spy)
+    ds = tiny_dataset(articles=("a", "b", "c"))
+    syn = tiny_dataset(articles=("synthetic",))
+    st, se, _, _ = train.crossval(tiny_config(), ds, syn, tokenizer)
+    assert [sorted(s) for s in seen] == [["b", "c", "synthetic"], ["a", "c", "synthetic"], ["a", "b", "synthetic"]]
+    assert st.shape == (len(ds), len(STANCE)) and se.shape == (len(ds), len(SENTIMENT))
+
+
+def test_config_rejects_bad_values():
+    from training.config import load_config
+
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        load_config(None, epochs=0)
+    with pytest.raises(ValueError, match="encoder must be 'minilm' or 'tiny'"):
+        load_config(None, encoder="bert-large")
+
+
+def test_register_and_load_from_store(tiny_store):
+    from serving.store import load_predictor
+
+    p = load_predictor()
+    assert p.tag == tiny_store
+    assert p.predict([Item("Rubio attended the meeting.")])[0]["model"] == tiny_store
+
+
+def test_temperature_fit_recovers_overconfidence():
+    from training.calibration import apply_temperature, expected_calibration_error, fit_temperature
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 2000)
+    logits = rng.normal(size=(2000, 3))
+    logits[np.arange(2000), y] += 1.0
+    over = np.exp(logits * 4) / np.exp(logits * 4).sum(1, keepdims=True)  # sharpened: overconfident
+    t = fit_temperature(over, y)
+    assert 3.0 < t < 5.0
+    assert expected_calibration_error(apply_temperature(over, t), y) < expected_calibration_error(over, y)

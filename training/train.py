@@ -1,0 +1,233 @@
+"""Fine-tune the stance + sentiment model and register it in the BentoML store.
+
+    make train                       # or: python -m training.train --epochs 3
+
+Steps: leave-one-article-out cross-validation gives out-of-fold probabilities, on which a
+temperature per head is fitted (calibration) and the metrics are computed; then the model
+is trained on all pairs and saved, with labels, hashes, config, metrics and versions, as
+``stance_classifier`` in the store under $BENTOML_HOME. Only a finished run is registered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import time
+
+import numpy as np
+import torch
+from datasets import Dataset, concatenate_datasets
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+
+from model.encoding import encode_sentences, encode_stance
+from model.labels import SENTIMENT, STANCE
+from model.network import StanceSentimentModel, default_encoder_path
+from model.predictor import Predictor
+from training.config import TrainConfig, add_config_args, config_from_args
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
+def load_tokenizer():
+    return AutoTokenizer.from_pretrained(default_encoder_path())
+
+
+def build_model(config: TrainConfig, tokenizer) -> StanceSentimentModel:
+    if config.encoder == "tiny":
+        return StanceSentimentModel.from_encoder(tiny_vocab_size=len(tokenizer), dropout=config.dropout)
+    return StanceSentimentModel.from_encoder(dropout=config.dropout)
+
+
+def _class_weights(ids: list[int], n: int, enabled: bool) -> torch.Tensor | None:
+    if not enabled:
+        return None
+    counts = np.bincount(ids, minlength=n).astype(float)
+    # Inverse frequency, softened (sqrt) so a 3-example class does not dominate.
+    w = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1) / n) ** 0.5, 0.0)
+    return torch.tensor(w / w[counts > 0].mean(), dtype=torch.float)
+
+
+def sentence_table(ds: Dataset) -> tuple[list[str], list[int]]:
+    """Unique sentences with their (per-sentence) sentiment."""
+    seen = {}
+    for s, y in zip(ds["sentence"], ds["sentiment_id"]):
+        seen.setdefault(s, y)
+    return list(seen), list(seen.values())
+
+
+def _cached_inputs(model, k: int, encodings: list[dict]) -> list[dict]:
+    """Per-example inputs for training. With k frozen layers, the output of those layers
+    is computed once here (no grad) instead of at every step of every epoch."""
+    items = []
+    for enc in encodings:
+        lengths = enc["attention_mask"].sum(1).tolist()
+        if k:
+            with torch.no_grad():
+                model.eval()
+                hidden = model.hidden(enc["attention_mask"], enc["input_ids"], enc.get("token_type_ids"), stop=k)
+        for i, n in enumerate(lengths):
+            item = {key: v[i, :n] for key, v in enc.items() if key != "attention_mask"}
+            if k:
+                item = {"hidden": hidden[i, :n], **({"span_mask": item["span_mask"]} if "span_mask" in item else {})}
+            items.append(item)
+    return items
+
+
+def _collate(items: list[dict]) -> dict:
+    n = max(len(next(iter(it.values()))) for it in items)
+    out = {key: torch.stack([torch.nn.functional.pad(it[key], (0, 0, 0, n - len(it[key])) if it[key].dim() == 2 else (0, n - len(it[key])))
+                             for it in items]) for key in items[0]}
+    out["attention_mask"] = torch.stack([(torch.arange(n) < len(next(iter(it.values())))).long() for it in items])
+    return out
+
+
+def _forward(model, k: int, batch: dict, head: str):
+    mask = batch["attention_mask"]
+    if k:
+        hidden = model.hidden(mask, start=k, hidden=batch["hidden"])
+    else:
+        hidden = model.hidden(mask, batch["input_ids"], batch.get("token_type_ids"))
+    if head == "stance":
+        return model.stance_from_hidden(hidden, mask, batch["span_mask"])
+    return model.sentiment_from_hidden(hidden, mask)
+
+
+def _chunks(seq, n):
+    return [seq[i : i + n] for i in range(0, len(seq), n)]
+
+
+def fit(config: TrainConfig, train: Dataset, tokenizer, desc: str = "train") -> StanceSentimentModel:
+    seed_everything(config.seed, config.threads)
+    model = build_model(config, tokenizer)
+    k = min(config.frozen_layers, model.num_layers)
+    frozen = [model.encoder.embeddings, *model.encoder.encoder.layer[:k]] if k else []
+    for module in frozen:
+        module.requires_grad_(False)
+    rng = random.Random(config.seed)
+    pairs = list(zip(train["actor"], train["sentence"], zip(train["mention_start"], train["mention_end"])))
+    stance_y = list(train["stance_id"])
+    sentences, sent_y = sentence_table(train)
+    stance_items = _cached_inputs(model, k, [
+        encode_stance(tokenizer, [p[0] for p in c], [p[1] for p in c], [p[2] for p in c], config.max_length) for c in _chunks(pairs, 64)])
+    sent_items = _cached_inputs(model, k, [encode_sentences(tokenizer, c, config.max_length) for c in _chunks(sentences, 64)])
+    model.train()
+
+    steps_per_epoch = math.ceil(len(pairs) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    if config.max_steps:
+        total = min(total, config.max_steps)
+    heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+    optim = torch.optim.AdamW([
+        {"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": config.lr},
+        {"params": heads, "lr": config.head_lr},
+    ], weight_decay=config.weight_decay)
+    sched = get_linear_schedule_with_warmup(optim, int(config.warmup_ratio * total), total)
+    stance_loss = torch.nn.CrossEntropyLoss(weight=_class_weights(stance_y, len(STANCE), config.class_weights))
+    sent_loss = torch.nn.CrossEntropyLoss(weight=_class_weights(sent_y, len(SENTIMENT), config.class_weights))
+    sent_order: list[int] = []
+    step = 0
+    bar = tqdm(total=total, desc=desc, unit="step", leave=False)
+    for epoch in range(config.epochs):
+        order = list(range(len(pairs)))
+        rng.shuffle(order)
+        for idx in _chunks(order, config.batch_size):
+            if step >= total:
+                break
+            logits = _forward(model, k, _collate([stance_items[i] for i in idx]), "stance")
+            loss = stance_loss(logits, torch.tensor([stance_y[i] for i in idx]))
+            # Sentiment is learned from whole sentences, cycling through them alongside the pairs.
+            if len(sent_order) < config.batch_size:
+                more = list(range(len(sentences)))
+                rng.shuffle(more)
+                sent_order += more
+            sidx, sent_order = sent_order[: config.batch_size], sent_order[config.batch_size :]
+            logits = _forward(model, k, _collate([sent_items[i] for i in sidx]), "sentiment")
+            loss = loss + config.sentiment_weight * sent_loss(logits, torch.tensor([sent_y[i] for i in sidx]))
+            optim.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optim.step()
+            sched.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{loss.item():.3f}")
+    bar.close()
+    for module in frozen:
+        module.requires_grad_(True)
+    return model.eval()
+
+
+def predict_dataset(model, tokenizer, ds: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Uncalibrated stance probabilities per pair and sentiment probabilities per pair
+    (computed once per sentence), through the same predictor that serves requests."""
+    p = Predictor(model, tokenizer, batch_size=64, max_length=config.max_length)
+    stance = p.stance_probs(list(zip(ds["actor"], ds["sentence"], zip(ds["mention_start"], ds["mention_end"])))).numpy()
+    sentences, _ = sentence_table(ds)
+    sp = dict(zip(sentences, p.sentiment_probs(sentences).numpy()))
+    return stance, np.stack([sp[s] for s in ds["sentence"]]) if len(ds) else np.zeros((0, len(SENTIMENT)))
+
+
+def crossval(config: TrainConfig, pairs: Dataset, synthetic: Dataset | None, tokenizer, extra: Dataset | None = None):
+    """Leave-one-article-out: train on four articles (+ synthetic), predict the fifth.
+    Returns out-of-fold probabilities for `pairs`, and the fold-averaged probabilities
+    for `extra` (a held-out set no fold trains on)."""
+    articles = sorted(set(pairs["article"]))
+    oof_stance = np.zeros((len(pairs), len(STANCE)))
+    oof_sent = np.zeros((len(pairs), len(SENTIMENT)))
+    extra_stance = np.zeros((len(extra) if extra else 0, len(STANCE)))
+    extra_sent = np.zeros((len(extra) if extra else 0, len(SENTIMENT)))
+    art = np.array(pairs["article"])
+    for k, a in enumerate(articles):
+        test_idx = np.flatnonzero(art == a)
+        train = pairs.select(np.flatnonzero(art != a))
+        if synthetic is not None and config.synthetic:
+            train = concatenate_datasets([train, synthetic])
+        model = fit(config, train, tokenizer, desc=f"fold {k + 1}/{len(articles)} (test {a[:3]})")
+        oof_stance[test_idx], oof_sent[test_idx] = predict_dataset(model, tokenizer, pairs.select(test_idx), config)
+        if extra:
+            s, t = predict_dataset(model, tokenizer, extra, config)
+            extra_stance += s / len(articles)
+            extra_sent += t / len(articles)
+    return oof_stance, oof_sent, extra_stance, extra_sent
+
+
+def main(argv=None) -> None:
+    from training.calibration import fit_temperature
+    from training.data import load_pairs, load_synthetic
+    from training.metrics import summarize
+    from training.store import register
+
+    parser = argparse.ArgumentParser(description="Train the stance + sentiment model and register it in the BentoML store.")
+    add_config_args(parser)
+    parser.add_argument("--no-cv", dest="cv", action="store_false",
+                        help="skip cross-validation (no calibration, no metrics in the model); for quick experiments")
+    args = parser.parse_args(argv)
+    config = config_from_args(args)
+    t0 = time.perf_counter()
+    tokenizer = load_tokenizer()
+    pairs, synthetic = load_pairs(), load_synthetic()
+    print(f"{len(pairs)} real pairs, {len(synthetic) if synthetic else 0} synthetic pairs; config: {config.to_dict()}")
+    metrics, temps = {}, {"stance": 1.0, "sentiment": 1.0}
+    if args.cv:
+        st, se, _, _ = crossval(config, pairs, synthetic, tokenizer)
+        temps = {"stance": fit_temperature(st, pairs["stance_id"]), "sentiment": fit_temperature(se, pairs["sentiment_id"])}
+        metrics = summarize(pairs, st, se, temps)
+        print(f"leave-one-article-out macro-F1: stance {metrics['stance']['macro_f1']:.3f}, sentiment {metrics['sentiment']['macro_f1']:.3f}")
+    train = concatenate_datasets([pairs, synthetic]) if synthetic is not None and config.synthetic else pairs
+    model = fit(config, train, tokenizer, desc="final model")
+    model.stance_temperature.fill_(temps["stance"])
+    model.sentiment_temperature.fill_(temps["sentiment"])
+    tag = register(model, tokenizer, config, metrics, temps, train_seconds=time.perf_counter() - t0)
+    print(f"saved {tag} in {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
