@@ -127,6 +127,8 @@ class Registry:
 
     @staticmethod
     def _is_place_use(folded: str, s: int, e: int, skipped_place_end: int | None) -> bool:
+        if re.match(r"'s\b", folded[e:]):
+            return False  # "in Moscow's promises": the possessor is an actor, not a place
         before = folded[:s].rstrip()
         prev = re.search(r"(\w+)$", before)
         if prev and prev.group(1).lower() == "the":

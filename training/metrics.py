@@ -17,10 +17,10 @@ def task_scores(y_true, y_pred, labels: tuple[str, ...], n_boot: int = 1000, see
     macro = f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)
     rng = np.random.default_rng(seed)
     boots = [f1_score(y_true[i], y_pred[i], labels=ids, average="macro", zero_division=0)
-             for i in (rng.integers(0, len(y_true), len(y_true)) for _ in range(n_boot))] if len(y_true) else [0.0]
+             for i in (rng.integers(0, len(y_true), len(y_true)) for _ in range(n_boot if len(y_true) else 0))]
     return {
         "macro_f1": float(macro),
-        "macro_f1_ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+        "macro_f1_ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))] if boots else None,
         "accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
         "n": int(len(y_true)),
         "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}

@@ -1,0 +1,256 @@
+"""Benchmark the HTTP service against the raw model, in one run, on loopback only.
+
+    make bench-serve                                   # 60 s per load phase
+    python benchmarks/bench_serve.py --duration 10     # a quick run
+
+1. The raw model, in this process (the Predictor the service wraps): single-sentence
+   latency (p50 of predict([item])) and batched forward throughput (predict(all items)).
+2. `python -m serving.serve` on a free 127.0.0.1 port: the time until /readyz answers 200.
+3. Bounded concurrent clients POST /classify for --duration seconds at each concurrency
+   (default 1 and 32), then /classify_batch with 32 items per request; throughput,
+   p50/p95/p99 latency and errors per phase, and the peak RSS of the worker processes.
+4. The issue's goals, each marked ok / MISSED. The server is always stopped.
+
+The load is the sentences of data/annotations/sentences.jsonl with no actor given (so
+every registry actor in a sentence is scored), the same for the raw model and the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SENTENCES = ROOT / "data" / "annotations" / "sentences.jsonl"
+JSON = {"Content-Type": "application/json"}
+
+
+def load_sentences() -> list[str]:
+    with SENTENCES.open(encoding="utf-8") as f:
+        return [json.loads(line)["text"] for line in f if line.strip()]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
+
+
+# -- 1. the raw model -----------------------------------------------------------------------
+def bench_raw(sentences: list[str], seconds: float) -> dict:
+    from model.predictor import Item
+    from serving.store import load_predictor
+
+    predictor = load_predictor()
+    items = [Item(s) for s in sentences]
+    predictor.predict(items[:8])  # warm-up
+    latencies, deadline = [], time.perf_counter() + seconds
+    for item in itertools.cycle(items):
+        t = time.perf_counter()
+        predictor.predict([item])
+        latencies.append(time.perf_counter() - t)
+        if time.perf_counter() > deadline and len(latencies) >= len(items):
+            break
+    done, start = 0, time.perf_counter()
+    while done == 0 or time.perf_counter() - start < seconds:
+        predictor.predict(items)
+        done += len(items)
+    throughput = done / (time.perf_counter() - start)
+    return {"tag": predictor.tag, "single_p50_ms": 1000 * statistics.median(latencies), "batched_per_s": throughput,
+            "batch_size": predictor.batch_size}
+
+
+# -- 2. the server ----------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, workers: int, log: Path) -> tuple[subprocess.Popen, float]:
+    import httpx
+
+    env = {**os.environ, "PORT": str(port)}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "serving.serve", "--port", str(port), "--workers", str(workers)],
+                            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    while time.perf_counter() - start < 120:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with code {proc.returncode}; see {log}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc, time.perf_counter() - start
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    stop_server(proc)
+    raise SystemExit(f"the server was not ready within 120 s; see {log}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)  # the session holds serve -> bentoml -> workers
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class RssSampler(threading.Thread):
+    """Peak resident memory of the BentoML worker processes, sampled every 0.25 s."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stopped = pid, 0, threading.Event()
+
+    def sample(self) -> int:
+        import psutil
+
+        try:
+            procs = psutil.Process(self.pid).children(recursive=True)
+            workers = [p for p in procs if "_bentoml_impl.worker" in " ".join(p.cmdline())]
+            return max((p.memory_info().rss for p in workers), default=0)
+        except psutil.Error:
+            return 0
+
+    def run(self):
+        while not self.stopped.wait(0.25):
+            self.peak = max(self.peak, self.sample())
+
+
+# -- 3. load ------------------------------------------------------------------------------------
+async def drive(url: str, path: str, bodies: list[bytes], items_per_request: int, concurrency: int, seconds: float) -> dict:
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    latencies, errors, counter = [], Counter(), itertools.count()
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=90) as client:
+        start = time.perf_counter()
+        deadline = start + seconds
+
+        async def client_loop():
+            while time.perf_counter() < deadline:
+                body = bodies[next(counter) % len(bodies)]
+                t = time.perf_counter()
+                try:
+                    response = await client.post(path, content=body, headers=JSON)
+                except httpx.HTTPError as e:
+                    errors[type(e).__name__] += 1
+                    continue
+                if response.status_code == 200:
+                    latencies.append(time.perf_counter() - t)
+                else:
+                    errors[f"HTTP {response.status_code}"] += 1
+
+        await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return {"path": path, "concurrency": concurrency, "requests": len(latencies), "errors": dict(errors),
+            "per_s": len(latencies) * items_per_request / elapsed,
+            **{f"p{q}_ms": 1000 * percentile(latencies, q) for q in (50, 95, 99)}}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark the HTTP service against the raw model (loopback only).")
+    parser.add_argument("--duration", type=float, default=60, help="seconds of load per phase (default: %(default)s)")
+    parser.add_argument("--concurrency", default="1,32", help="comma-separated client counts for /classify (default: %(default)s)")
+    parser.add_argument("--batch-items", type=int, default=32, help="items per /classify_batch request; 0 skips that phase")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("STANCE_WORKERS") or 1), help="server worker processes")
+    parser.add_argument("--raw-seconds", type=float, default=None, help="seconds per raw-model measurement (default: duration/4, 5..20)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(var, "1")
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    from serving.store import ModelNotFound
+
+    sentences = load_sentences()
+    raw_seconds = args.raw_seconds or min(20.0, max(5.0, args.duration / 4))
+    try:
+        raw = bench_raw(sentences, raw_seconds)
+    except ModelNotFound as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(f"model {raw['tag']}, {len(sentences)} sentences from {SENTENCES.relative_to(ROOT)}, "
+          f"BENTOML_HOME={os.environ.get('BENTOML_HOME', '~/bentoml')}, {os.cpu_count()} CPUs")
+    print(f"raw model: single-sentence p50 {raw['single_p50_ms']:.1f} ms, "
+          f"batched forward {raw['batched_per_s']:.1f} sentences/s (batch size {raw['batch_size']})")
+
+    import torch
+
+    torch.set_num_threads(1)  # the raw model is done; leave the cores to the server
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_serve_{port}.log"
+    single = [json.dumps({"sentence": s, "actor": None}).encode() for s in sentences]
+    batches = [json.dumps({"items": [{"sentence": s} for s in (sentences * 2)[i : i + args.batch_items]]}).encode()
+               for i in range(0, len(sentences), max(1, args.batch_items))]
+    proc, ready = start_server(port, args.workers, log)
+    sampler = RssSampler(proc.pid)
+    phases = []
+    try:
+        idle_rss = sampler.sample()
+        sampler.start()
+        print(f"server ready {ready:.1f} s after start (pid {proc.pid}, log {log}); worker RSS {idle_rss / 2**20:.0f} MiB idle")
+        # Warm-up, not measured: the adaptive batcher first calibrates on a few requests.
+        asyncio.run(drive(url, "/classify", single, 1, 1, 2))
+        asyncio.run(drive(url, "/classify", single, 1, 32, 3))
+        for c in [int(c) for c in args.concurrency.split(",") if c.strip()]:
+            phases.append(asyncio.run(drive(url, "/classify", single, 1, c, args.duration)))
+            print(f"  /classify c={c} done")
+        if args.batch_items:
+            phases.append(asyncio.run(drive(url, "/classify_batch", batches, args.batch_items, 2, args.duration)))
+    finally:
+        sampler.stopped.set()
+        stop_server(proc)
+
+    print()
+    print(f"{'phase':<26}{'sentences/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'requests':>10}  errors")
+    print(f"{'raw model, batched':<26}{raw['batched_per_s']:>12.1f}")
+    print(f"{'raw model, one sentence':<26}{1000 / raw['single_p50_ms']:>12.1f}{raw['single_p50_ms']:>9.1f}")
+    for p in phases:
+        name = f"{p['path']} c={p['concurrency']}" + (f" x{args.batch_items}" if p["path"] == "/classify_batch" else "")
+        print(f"{name:<26}{p['per_s']:>12.1f}{p['p50_ms']:>9.1f}{p['p95_ms']:>9.1f}{p['p99_ms']:>9.1f}{p['requests']:>10}  "
+              f"{sum(p['errors'].values())} {p['errors'] or ''}")
+    print(f"server ready in {ready:.1f} s; worker peak RSS {sampler.peak / 2**20:.0f} MiB")
+
+    by_c = {p["concurrency"]: p for p in phases if p["path"] == "/classify"}
+    goals = []
+    if 32 in by_c:
+        goals.append((f"zero errors at concurrency 32 for {args.duration:.0f} s", not by_c[32]["errors"]))
+        ratio = by_c[32]["per_s"] / raw["batched_per_s"]
+        goals.append((f"throughput at c=32 >= 60% of raw batched ({100 * ratio:.0f}%)", ratio >= 0.6))
+    if 1 in by_c:
+        extra = by_c[1]["p50_ms"] - raw["single_p50_ms"]
+        goals.append((f"p50 at c=1 <= raw single + 5 ms ({extra:+.1f} ms)", extra <= 5))
+    goals.append((f"ready within 10 s ({ready:.1f} s)", ready <= 10))
+    goals.append((f"worker memory under 1 GB ({sampler.peak / 2**20:.0f} MiB)", 0 < sampler.peak < 1e9))
+    print("\ngoals:")
+    for text, ok in goals:
+        print(f"  {'ok    ' if ok else 'MISSED'}  {text}")
+    if args.json:
+        args.json.write_text(json.dumps({"raw": raw, "ready_s": ready, "worker_peak_rss": sampler.peak, "phases": phases,
+                                         "goals": {t: ok for t, ok in goals}}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The batch-scoring CLI for analysts: score new coverage, then summarise it.
+
+    stance score data/articles/*.txt --out scored.csv            # or: make score ARGS="..."
+    stance score export.csv more/*.jsonl --out scored.parquet --model stance_classifier:abc123
+    stance report scored.csv --out-dir reports/scored
+
+`score` reads every input before loading the model, so bad input fails in a second, not
+after an hour of scoring; it predicts through model.predictor.Predictor, the same batched
+predictor as the HTTP service. Formats and columns are in serving/README_SCORING.md.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+
+from serving.batch import (ADDED, OUTPUT_FORMATS, BadInput, Record, expand, input_columns, output_name,
+                           parquet_types, read_records, read_scored, scored_rows, write_rows)
+from serving.store import MODEL_NAME
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  help="Score news sentences for actor stance and sentiment, and summarise the result.")
+
+# Items per predictor call: the predictor sorts each call's sentences by length into
+# batches of --batch-size, so a call of several batches wastes little on padding, and
+# the progress bar still moves every few seconds.
+BATCHES_PER_CALL = 16
+MAX_LISTED = 10  # skipped rows listed one by one; beyond that only counted
+
+
+def _fail(message: str, code: int = 1):
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _read_all(paths: list[str], skip_bad: bool) -> tuple[list[Record], list[BadInput]]:
+    skipped: list[BadInput] = []
+    on_bad = skipped.append if skip_bad else None
+    records: list[Record] = []
+    for path in paths:
+        try:
+            records.extend(read_records(path, on_bad))
+        except BadInput as e:
+            if not (skip_bad and e.whole_file):
+                raise
+            skipped.append(e)
+    return records, skipped
+
+
+def _report_skipped(skipped: list[BadInput]) -> None:
+    for e in skipped[:MAX_LISTED]:
+        typer.echo(f"warning: skipped {e}", err=True)
+    if len(skipped) > MAX_LISTED:
+        typer.echo(f"warning: ... and {len(skipped) - MAX_LISTED} more", err=True)
+    files = sum(e.whole_file for e in skipped)
+    rows = len(skipped) - files
+    typer.echo(f"skipped {_plural(rows, 'bad row')}" + (f" and {_plural(files, 'bad file')}" if files else ""), err=True)
+
+
+def _scored_chunks(predictor, records: list[Record], batch_size: int, stats: dict) -> Iterator[list[dict]]:
+    from tqdm import tqdm
+
+    from model.predictor import Item
+
+    step = batch_size * BATCHES_PER_CALL
+    start = time.perf_counter()
+    with tqdm(total=len(records), desc="scoring", unit="sentence", file=sys.stderr, mininterval=0.5) as bar:
+        for i in range(0, len(records), step):
+            chunk = records[i : i + step]
+            results = predictor.predict([Item(r.sentence, r.actor, r.mention) for r in chunk], progress=bar.update)
+            rows = [row for r, res in zip(chunk, results) for row in scored_rows(r, res)]
+            stats["pairs"] += sum(len(res["actors"]) for res in results)
+            stats["no_actor"] += sum(not res["actors"] for res in results)
+            bar.set_postfix_str(f"{stats['pairs'] / (time.perf_counter() - start):.0f} pairs/s", refresh=False)
+            yield rows
+
+
+@app.command()
+def score(
+    inputs: Annotated[list[str], typer.Argument(help="Files or globs: .txt articles, .jsonl or .csv tables with a "
+                                                     "'sentence' column (and optional 'actor', 'mention').",
+                                                show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Output file; its extension picks the format: .jsonl, .csv or .parquet.",
+                                      show_default=False)],
+    model: Annotated[str, typer.Option("--model", help="Model tag in the BentoML store ($BENTOML_HOME).")] = f"{MODEL_NAME}:latest",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sentences or pairs per forward pass.")] = 32,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad rows and unreadable files (and say how many) "
+                                                              "instead of stopping.")] = False,
+) -> None:
+    """Score sentences: one output row per (sentence, actor) pair, or one with an empty actor."""
+    if out.suffix.lower() not in OUTPUT_FORMATS:
+        _fail(f"--out {out}: unsupported format {out.suffix or '(none)'!r}; expected .jsonl, .csv or .parquet", 2)
+    try:
+        paths = expand(inputs)
+    except BadInput as e:
+        _fail(str(e))
+    try:
+        records, skipped = _read_all(paths, skip_bad)
+    except BadInput as e:
+        _fail(f"{e}; use --skip-bad to skip it")
+    if skipped:
+        _report_skipped(skipped)
+    if not records:
+        _fail("nothing to score: the inputs hold no sentences")
+
+    from serving.store import ModelNotFound, load_predictor
+
+    try:
+        predictor = load_predictor(model, batch_size=batch_size)
+    except ModelNotFound as e:
+        _fail(str(e))
+    except Exception as e:  # a malformed tag, a model saved by other code: say so in one line
+        _fail(f"cannot load model {model!r}: {e}")
+
+    columns = [output_name(c) for c in input_columns(records)] + list(ADDED)
+    types = parquet_types(records) if out.suffix.lower() == ".parquet" else None
+    stats = {"pairs": 0, "no_actor": 0}
+    start = time.perf_counter()
+    try:
+        n = write_rows(out, columns, _scored_chunks(predictor, records, batch_size, stats), types)
+    except KeyboardInterrupt:
+        _fail(f"interrupted; {out} was not written", 130)
+    except OSError as e:
+        _fail(f"cannot write {out} ({e.strerror or e})")
+    seconds = time.perf_counter() - start
+    typer.echo(f"wrote {_plural(n, 'row')} to {out}: {_plural(stats['pairs'], 'pair')} and "
+               f"{_plural(stats['no_actor'], 'sentence')} without an actor, from {_plural(len(records), 'input sentence')}; "
+               f"model {predictor.tag}; {seconds:.1f}s ({stats['pairs'] / seconds:.0f} pairs/s)", err=True)
+
+
+@app.command()
+def report(
+    scored: Annotated[Path, typer.Argument(help="A file written by `stance score` (.jsonl, .csv or .parquet).",
+                                           show_default=False)],
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Folder for summary.md, summary.csv and "
+                                                                      "stance_by_actor.png [default: <scored>_report/ "
+                                                                      "beside the scored file]", show_default=False)] = None,
+    min_pairs: Annotated[int, typer.Option("--min-pairs", min=1, help="Leave actors with fewer pairs out of the chart "
+                                                                      "(the tables keep them).")] = 1,
+) -> None:
+    """Summarise a scored file per actor (and per source): Markdown, CSV and a PNG chart."""
+    from serving.report import write_report
+
+    out_dir = out_dir or scored.with_name(f"{scored.stem}_report")
+    try:
+        paths = write_report(str(scored), out_dir, read_scored(str(scored)), min_pairs)
+    except BadInput as e:
+        _fail(str(e))
+    for path in paths.values():
+        typer.echo(f"wrote {path}", err=True)
+
+
+if __name__ == "__main__":
+    app()
