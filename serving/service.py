@@ -283,14 +283,14 @@ class StanceClassifier:
     async def classify(self, sentence: Sentence, actor: Actor = None) -> Classification:
         """Sentiment of the sentence and the stance of the actor (or of every registry actor found in it)."""
         (result,) = await self.batcher([self.item(sentence, actor)])
-        return result
+        return Classification.model_validate(result)
 
     @bentoml.api
     async def classify_batch(
         self, items: Annotated[list[ClassifyRequest], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
     ) -> BatchResult:
         """Up to 256 classify bodies in, {"results": [...]} out, in input order."""
-        return BatchResult(results=await self.batcher([self.item(i.sentence, i.actor) for i in items]))
+        return BatchResult.model_validate({"results": await self.batcher([self.item(i.sentence, i.actor) for i in items])})
 
 
 StanceClassifier.add_asgi_middleware(RequestGuard, checks={"/classify": check_item, "/classify_batch": check_batch})

@@ -92,3 +92,30 @@ def tiny_predictor(tiny_model_dir):
     from model.predictor import Predictor
 
     return Predictor.load(tiny_model_dir, tag="stance_classifier:tiny")
+
+
+@pytest.fixture(scope="session")
+def real_model_tag(tmp_path_factory):
+    """The real checkpoint, fine-tuned: `stance_classifier:latest` from the project's store
+    if `make train` has run, else trained here (final fit only, the same seed, data and
+    config as `make train`) into a temporary store. Points BENTOML_HOME at that store."""
+    import bentoml
+
+    home = os.environ.get("BENTOML_HOME") or str(ROOT / "bentoml_home")
+    os.environ["BENTOML_HOME"] = home
+    try:
+        return str(bentoml.models.get("stance_classifier:latest").tag)
+    except bentoml.exceptions.NotFound:
+        pass
+    os.environ["BENTOML_HOME"] = str(tmp_path_factory.mktemp("real_store"))
+    from training.train import main
+
+    main(["--no-cv"])
+    return str(bentoml.models.get("stance_classifier:latest").tag)
+
+
+@pytest.fixture(scope="session")
+def real_predictor(real_model_tag):
+    from serving.store import load_predictor
+
+    return load_predictor(real_model_tag)
