@@ -95,35 +95,51 @@ def build_input(path: Path, min_pairs: int) -> tuple[list[str], int]:
     return sentences, pairs
 
 
-def best_time(fn, repeats: int) -> float:
-    times = []
+def interleaved(methods: dict, repeats: int) -> dict[str, float]:
+    """Best time of each method; the repeats go round-robin so a change in the machine's
+    load (it may be shared) hits every method alike."""
+    best = dict.fromkeys(methods, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, run in methods.items():
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
-def bench_cli(tag: str, input_path: Path, out: Path, batch_size: int, repeats: int) -> float:
+def cli_method(tag: str, input_path: Path, out: Path, batch_size: int):
     from serving.cli import app
 
     def run():
         app(["score", str(input_path), "--out", str(out), "--model", tag, "--batch-size", str(batch_size)],
             standalone_mode=False)
 
-    return best_time(run, repeats)
+    return run
 
 
-def bench_raw(predictor, sentences: list[str], repeats: int) -> tuple[float, int]:
-    from model.predictor import Item
-
-    rows = [(t.actor, s, t.span) for s in sentences for t in predictor.targets(Item(s))]
-
+def raw_method(predictor, rows: list, sentences: list[str], outputs: dict | None = None):
     def run():
-        predictor.stance_probs(rows)
-        predictor.sentiment_probs(sentences)
+        stance, sentiment = predictor.stance_probs(rows), predictor.sentiment_probs(sentences)
+        if outputs is not None:
+            outputs.update(stance=stance.argmax(-1), sentiment=sentiment.argmax(-1))
 
-    return best_time(run, repeats), len(rows)
+    return run
+
+
+def int8_predictor(predictor):
+    """The same weights with every nn.Linear dynamically quantised to int8 (torch.ao)."""
+    import copy
+    import warnings
+
+    import torch
+
+    from model.predictor import Predictor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice
+        model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(predictor.model), {torch.nn.Linear}, dtype=torch.qint8)
+    return Predictor(model, predictor.tokenizer, predictor.meta, predictor.tag, predictor.registry,
+                     predictor.batch_size, predictor.max_length)
 
 
 def hf_classifier(model_dir: Path):
@@ -141,23 +157,22 @@ def hf_classifier(model_dir: Path):
     return clf.eval(), AutoTokenizer.from_pretrained(model_dir / "encoder")
 
 
-def bench_pipeline(predictor, model_dir: Path, sentences: list[str], batch_size: int, repeats: int) -> float:
+def pipeline_method(model_dir: Path, rows: list, sentences: list[str], batch_size: int, max_length: int):
     from transformers import pipeline
 
     from model.encoding import mark_mention
-    from model.predictor import Item
 
     clf, tokenizer = hf_classifier(model_dir)
     pipe = pipeline("text-classification", model=clf, tokenizer=tokenizer, device=-1)
-    pairs = [{"text": t.actor, "text_pair": mark_mention(s, t.span)[0]} for s in sentences for t in predictor.targets(Item(s))]
-    kwargs = {"batch_size": batch_size, "truncation": True, "max_length": predictor.max_length}
+    pairs = [{"text": actor, "text_pair": mark_mention(sentence, span)[0]} for actor, sentence, span in rows]
+    kwargs = {"batch_size": batch_size, "truncation": True, "max_length": max_length}
     pipe(pairs[:batch_size], **kwargs)  # warm-up
 
     def run():
         pipe(pairs, **kwargs)
         pipe(sentences, **kwargs)
 
-    return best_time(run, repeats)
+    return run
 
 
 def main(argv=None) -> int:
@@ -166,8 +181,11 @@ def main(argv=None) -> int:
     parser.add_argument("--tiny", action="store_true", help="use the 1-layer test model (functional check only)")
     parser.add_argument("--min-pairs", type=int, default=5000, help="repeat the annotated sentences up to this many pairs")
     parser.add_argument("--batch-size", type=int, default=32, help="forward batch size, the same for every method")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per method; the best time is kept")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds over the methods; each one's best time is kept")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for every method (0 = torch's default)")
     parser.add_argument("--skip-pipeline", action="store_true", help="leave out the (slow) Hugging Face pipeline")
+    parser.add_argument("--int8", action="store_true", help="also time the raw pass with dynamic int8 quantisation, "
+                                                            "and its label agreement with the float model")
     args = parser.parse_args(argv)
 
     if args.tiny:
@@ -184,6 +202,8 @@ def main(argv=None) -> int:
     from model.predictor import Item
     from serving.store import get_model, load_predictor
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     bento_model = get_model(tag)
     tag = str(bento_model.tag)
     with tempfile.TemporaryDirectory(prefix="bench_score_") as tmp:
@@ -196,24 +216,34 @@ def main(argv=None) -> int:
         predictor = load_predictor(tag, batch_size=args.batch_size)
         load_seconds = time.perf_counter() - start
         predictor.predict([Item(s) for s in sentences[:64]])  # warm-up
+        # The pairs the CLI scores: every registry actor of every sentence (detection not timed here).
+        rows = [(t.actor, s, t.span) for s in sentences for t in predictor.targets(Item(s))]
+        assert len(rows) == n_pairs, (len(rows), n_pairs)
 
-        raw, raw_pairs = bench_raw(predictor, sentences, args.repeats)
-        assert raw_pairs == n_pairs, (raw_pairs, n_pairs)
-        cli = bench_cli(tag, input_path, out, args.batch_size, args.repeats)
-        pipe = None if args.skip_pipeline else bench_pipeline(predictor, Path(bento_model.path), sentences,
-                                                              args.batch_size, args.repeats)
+        float_out, int8_out = {}, {}
+        methods = {"stance score (in process, end to end)": cli_method(tag, input_path, out, args.batch_size),
+                   "raw forward (Predictor, batched)": raw_method(predictor, rows, sentences, float_out)}
+        if args.int8:
+            methods["raw forward, dynamic int8"] = raw_method(int8_predictor(predictor), rows, sentences, int8_out)
+        if not args.skip_pipeline:
+            methods["HF pipeline(text-classification)"] = pipeline_method(
+                Path(bento_model.path), rows, sentences, args.batch_size, predictor.max_length)
+        times = interleaved(methods, args.repeats)
 
-    rate = lambda seconds: n_pairs / seconds
     print(f"\n{'method':<44}{'seconds':>9}{'pairs/s':>10}")
-    print(f"{'stance score (in process, end to end)':<44}{cli:>9.2f}{rate(cli):>10.1f}")
-    print(f"{'raw forward (Predictor, batched)':<44}{raw:>9.2f}{rate(raw):>10.1f}")
-    if pipe:
-        print(f"{'HF pipeline(text-classification)':<44}{pipe:>9.2f}{rate(pipe):>10.1f}")
+    for name, seconds in times.items():
+        print(f"{name:<44}{seconds:>9.2f}{n_pairs / seconds:>10.1f}")
     print(f"(loading the model from the store, inside the CLI's time: {load_seconds:.2f} s)\n")
+    cli, raw = times["stance score (in process, end to end)"], times["raw forward (Predictor, batched)"]
     ok = lambda good: "ok" if good else "MISSED"
     print(f"stance score / raw      = {raw / cli:.2f}   goal >= 0.80  {ok(raw / cli >= 0.8)}")
-    if pipe:
+    if "HF pipeline(text-classification)" in times:
+        pipe = times["HF pipeline(text-classification)"]
         print(f"stance score / pipeline = {pipe / cli:.2f}   goal >= 2.00  {ok(pipe / cli >= 2)}")
+    if args.int8:
+        agree = {task: float((float_out[task] == int8_out[task]).float().mean()) for task in ("stance", "sentiment")}
+        print(f"int8 / float raw        = {raw / times['raw forward, dynamic int8']:.2f}; label agreement with float: "
+              f"stance {agree['stance']:.3f}, sentiment {agree['sentiment']:.3f}")
     if args.tiny:
         print("\n(tiny model: a functional check; these ratios say nothing about the real model)")
     return 0

@@ -3,13 +3,16 @@
     make bench-serve                                   # 60 s per load phase
     python benchmarks/bench_serve.py --duration 10     # a quick run
 
-1. The raw model, in this process (the Predictor the service wraps): single-sentence
-   latency (p50 of predict([item])) and batched forward throughput (predict(all items)).
+1. The raw model, in this process (the Predictor the service wraps): batched forward
+   throughput, predict(all sentences), before the server starts and again after it stops.
 2. `python -m serving.serve` on a free 127.0.0.1 port: the time until /readyz answers 200.
-3. Bounded concurrent clients POST /classify for --duration seconds at each concurrency
-   (default 1 and 32), then /classify_batch with 32 items per request; throughput,
-   p50/p95/p99 latency and errors per phase, and the peak RSS of the worker processes.
-4. The issue's goals, each marked ok / MISSED. The server is always stopped.
+3. Concurrency 1, paired: each sentence goes to the raw model (predict([item])), then to
+   POST /classify, in turn for --duration seconds, so the single-sentence latencies of both
+   are measured on the same, possibly shared, machine.
+4. Bounded concurrent clients (default 32) POST /classify for --duration seconds, then two
+   clients POST /classify_batch with 32 items each: throughput, p50/p95/p99 latency and
+   errors per phase, and the peak RSS of the worker processes.
+5. The issue's goals, each marked ok / MISSED. The server is always stopped.
 
 The load is the sentences of data/annotations/sentences.jsonl with no actor given (so
 every registry actor in a sentence is scored), the same for the raw model and the server.
@@ -50,28 +53,46 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
 
 
-# -- 1. the raw model -----------------------------------------------------------------------
-def bench_raw(sentences: list[str], seconds: float) -> dict:
-    from model.predictor import Item
-    from serving.store import load_predictor
-
-    predictor = load_predictor()
-    items = [Item(s) for s in sentences]
-    predictor.predict(items[:8])  # warm-up
-    latencies, deadline = [], time.perf_counter() + seconds
-    for item in itertools.cycle(items):
-        t = time.perf_counter()
-        predictor.predict([item])
-        latencies.append(time.perf_counter() - t)
-        if time.perf_counter() > deadline and len(latencies) >= len(items):
-            break
+# -- 1. the raw model ---------------------------------------------------------------------------
+def raw_batched(predictor, items: list, seconds: float) -> float:
+    """Sentences per second of predict(all items): the Predictor's own batching, no server."""
     done, start = 0, time.perf_counter()
     while done == 0 or time.perf_counter() - start < seconds:
         predictor.predict(items)
         done += len(items)
-    throughput = done / (time.perf_counter() - start)
-    return {"tag": predictor.tag, "single_p50_ms": 1000 * statistics.median(latencies), "batched_per_s": throughput,
-            "batch_size": predictor.batch_size}
+    return done / (time.perf_counter() - start)
+
+
+def paired_single(predictor, items: list, url: str, seconds: float) -> tuple[dict, list[float]]:
+    """Concurrency 1, paired: each sentence goes to the raw model, then to the server, in turn,
+    so both see the same machine (other jobs on a shared box slow both alike)."""
+    import httpx
+
+    raw, server, errors = [], [], Counter()
+    deadline = time.perf_counter() + seconds
+    with httpx.Client(base_url=url, timeout=90) as client:
+        for k, item in enumerate(itertools.cycle(items)):
+            t = time.perf_counter()
+            predictor.predict([item])
+            raw.append(time.perf_counter() - t)
+            body = json.dumps({"sentence": item.sentence, "actor": None}).encode()
+            t = time.perf_counter()
+            try:
+                response = client.post("/classify", content=body, headers=JSON)
+            except httpx.HTTPError as e:
+                errors[type(e).__name__] += 1
+            else:
+                if response.status_code == 200:
+                    server.append(time.perf_counter() - t)
+                else:
+                    errors[f"HTTP {response.status_code}"] += 1
+            if time.perf_counter() > deadline and k + 1 >= len(items):
+                break
+        elapsed = sum(raw) + sum(server)
+    phase = {"path": "/classify", "concurrency": 1, "requests": len(server), "errors": dict(errors),
+             "per_s": len(server) / sum(server) if server else 0.0,
+             **{f"p{q}_ms": 1000 * percentile(server, q) for q in (50, 95, 99)}, "paired_seconds": elapsed}
+    return phase, raw
 
 
 # -- 2. the server ----------------------------------------------------------------------------
@@ -81,12 +102,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, workers: int, log: Path) -> tuple[subprocess.Popen, float]:
+def start_server(port: int, workers: int, threads: int | None, log: Path) -> tuple[subprocess.Popen, float]:
     import httpx
 
     env = {**os.environ, "PORT": str(port)}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "serving.serve", "--port", str(port), "--workers", str(workers)],
+    cmd = [sys.executable, "-m", "serving.serve", "--port", str(port), "--workers", str(workers)]
+    proc = subprocess.Popen(cmd + (["--threads", str(threads)] if threads else []),
                             cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     while time.perf_counter() - start < 120:
         if proc.poll() is not None:
@@ -171,31 +193,36 @@ def main(argv=None) -> int:
     parser.add_argument("--concurrency", default="1,32", help="comma-separated client counts for /classify (default: %(default)s)")
     parser.add_argument("--batch-items", type=int, default=32, help="items per /classify_batch request; 0 skips that phase")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("STANCE_WORKERS") or 1), help="server worker processes")
-    parser.add_argument("--raw-seconds", type=float, default=None, help="seconds per raw-model measurement (default: duration/4, 5..20)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per server worker (default: cores / workers)")
+    parser.add_argument("--raw-seconds", type=float, default=10, help="seconds per raw batched measurement (default: %(default)s)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ.setdefault(var, "1")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-    from serving.store import ModelNotFound
-
-    sentences = load_sentences()
-    raw_seconds = args.raw_seconds or min(20.0, max(5.0, args.duration / 4))
-    try:
-        raw = bench_raw(sentences, raw_seconds)
-    except ModelNotFound as e:
-        print(e, file=sys.stderr)
-        return 1
-    print(f"model {raw['tag']}, {len(sentences)} sentences from {SENTENCES.relative_to(ROOT)}, "
-          f"BENTOML_HOME={os.environ.get('BENTOML_HOME', '~/bentoml')}, {os.cpu_count()} CPUs")
-    print(f"raw model: single-sentence p50 {raw['single_p50_ms']:.1f} ms, "
-          f"batched forward {raw['batched_per_s']:.1f} sentences/s (batch size {raw['batch_size']})")
+    # The server's setting (serving/serve.py), set before torch loads, so the raw model runs alike.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     import torch
 
-    torch.set_num_threads(1)  # the raw model is done; leave the cores to the server
+    from model.predictor import Item
+    from serving.store import ModelNotFound, load_predictor
+
+    try:
+        predictor = load_predictor()
+    except ModelNotFound as e:
+        print(e, file=sys.stderr)
+        return 1
+    sentences = load_sentences()
+    items = [Item(s) for s in sentences]
+    predictor.predict(items[:8])  # warm-up
+    print(f"model {predictor.tag}; {len(sentences)} sentences from {SENTENCES.relative_to(ROOT)}, no actor given; "
+          f"BENTOML_HOME={os.environ.get('BENTOML_HOME', '~/bentoml')}; {os.cpu_count()} CPUs, "
+          f"{torch.get_num_threads()} torch threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
+          f"load average {os.getloadavg()[0]:.1f} before the run")
+    batched = [raw_batched(predictor, items, args.raw_seconds)]
+    print(f"raw model, batched forward: {batched[0]:.1f} sentences/s (Predictor batch size {predictor.batch_size})")
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -203,9 +230,9 @@ def main(argv=None) -> int:
     single = [json.dumps({"sentence": s, "actor": None}).encode() for s in sentences]
     batches = [json.dumps({"items": [{"sentence": s} for s in (sentences * 2)[i : i + args.batch_items]]}).encode()
                for i in range(0, len(sentences), max(1, args.batch_items))]
-    proc, ready = start_server(port, args.workers, log)
+    proc, ready = start_server(port, args.workers, args.threads, log)
     sampler = RssSampler(proc.pid)
-    phases = []
+    phases, raw_single = [], []
     try:
         idle_rss = sampler.sample()
         sampler.start()
@@ -214,23 +241,34 @@ def main(argv=None) -> int:
         asyncio.run(drive(url, "/classify", single, 1, 1, 2))
         asyncio.run(drive(url, "/classify", single, 1, 32, 3))
         for c in [int(c) for c in args.concurrency.split(",") if c.strip()]:
-            phases.append(asyncio.run(drive(url, "/classify", single, 1, c, args.duration)))
-            print(f"  /classify c={c} done")
+            if c == 1:
+                phase, raw_single = paired_single(predictor, items, url, args.duration)
+            else:
+                phase = asyncio.run(drive(url, "/classify", single, 1, c, args.duration))
+            phases.append(phase)
+            print(f"  /classify c={c}: {phase['per_s']:.1f}/s, p50 {phase['p50_ms']:.1f} ms, errors {phase['errors'] or 0}")
         if args.batch_items:
             phases.append(asyncio.run(drive(url, "/classify_batch", batches, args.batch_items, 2, args.duration)))
     finally:
         sampler.stopped.set()
         stop_server(proc)
+    batched.append(raw_batched(predictor, items, args.raw_seconds))
+    raw = {"tag": predictor.tag, "batched_per_s": statistics.mean(batched), "batched_runs": batched,
+           "single_p50_ms": 1000 * statistics.median(raw_single) if raw_single else float("nan")}
 
     print()
     print(f"{'phase':<26}{'sentences/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'requests':>10}  errors")
-    print(f"{'raw model, batched':<26}{raw['batched_per_s']:>12.1f}")
-    print(f"{'raw model, one sentence':<26}{1000 / raw['single_p50_ms']:>12.1f}{raw['single_p50_ms']:>9.1f}")
+    print(f"{'raw model, batched':<26}{raw['batched_per_s']:>12.1f}"
+          f"{'':>37}  (runs before/after the server: {', '.join(f'{b:.1f}' for b in batched)})")
+    if raw_single:
+        print(f"{'raw model, one sentence':<26}{len(raw_single) / sum(raw_single):>12.1f}{1000 * percentile(raw_single, 50):>9.1f}"
+              f"{1000 * percentile(raw_single, 95):>9.1f}{1000 * percentile(raw_single, 99):>9.1f}{len(raw_single):>10}")
     for p in phases:
         name = f"{p['path']} c={p['concurrency']}" + (f" x{args.batch_items}" if p["path"] == "/classify_batch" else "")
         print(f"{name:<26}{p['per_s']:>12.1f}{p['p50_ms']:>9.1f}{p['p95_ms']:>9.1f}{p['p99_ms']:>9.1f}{p['requests']:>10}  "
               f"{sum(p['errors'].values())} {p['errors'] or ''}")
-    print(f"server ready in {ready:.1f} s; worker peak RSS {sampler.peak / 2**20:.0f} MiB")
+    print(f"server ready in {ready:.1f} s; worker peak RSS {sampler.peak / 2**20:.0f} MiB; "
+          f"load average {os.getloadavg()[0]:.1f} at the end")
 
     by_c = {p["concurrency"]: p for p in phases if p["path"] == "/classify"}
     goals = []

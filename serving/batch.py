@@ -65,7 +65,8 @@ def expand(inputs: Iterable[str]) -> list[str]:
     """Paths as given, plus the matches of any glob the shell left unexpanded (in order)."""
     paths: list[str] = []
     for arg in inputs:
-        matches = [arg] if os.path.exists(arg) or not glob.has_magic(arg) else sorted(glob.glob(arg, recursive=True))
+        is_glob = any(c in arg for c in "*?[") and not os.path.exists(arg)
+        matches = sorted(glob.glob(arg, recursive=True)) if is_glob else [arg]
         if not matches:
             raise BadInput(arg, "no file matches this pattern", whole_file=True)
         paths.extend(m for m in matches if m not in paths)
@@ -106,9 +107,8 @@ def _read_txt(path: str, text: str, on_bad) -> list[Record]:
 
 
 def _read_jsonl(path: str, text: str, on_bad) -> list[Record]:
-    records, index = [], 0
-    for line_no, line in enumerate(text.splitlines(), 1):
-        index += 1
+    records = []
+    for line_no, line in enumerate(_lines(text), 1):
         try:
             if not line.strip():
                 raise BadInput(path, "empty row", line_no)
@@ -120,10 +120,17 @@ def _read_jsonl(path: str, text: str, on_bad) -> list[Record]:
                 raise BadInput(path, f"expected a JSON object, got {type(row).__name__}", line_no)
             if not row:
                 raise BadInput(path, "empty row", line_no)
-            records.append(_record(path, index - 1, line_no, row, "field"))
+            records.append(_record(path, line_no - 1, line_no, row, "field"))
         except BadInput as e:
             on_bad(e)
     return records
+
+
+def _lines(text: str) -> list[str]:
+    """Lines split at \\n only: str.splitlines() would also split at U+2028 and other
+    separators that a JSON string may legally contain."""
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def _read_csv(path: str, text: str, on_bad) -> list[Record]:
@@ -136,24 +143,24 @@ def _read_csv(path: str, text: str, on_bad) -> list[Record]:
         raise BadInput(path, "empty file, expected a header row with a 'sentence' column", 1, whole_file=True)
     if "sentence" not in header:
         raise BadInput(path, f"no 'sentence' column in the header (found: {', '.join(header)})", 1, whole_file=True)
-    records, index, last = [], 0, reader.line_num
+    records, index, start = [], -1, reader.line_num + 1
     while True:
-        line_no = last + 1  # where the record starts (a quoted field may span lines)
+        line_no = start  # where the record starts: a quoted field may span lines
         try:
-            try:
-                values = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as e:
-                raise BadInput(path, f"malformed CSV ({e})", line_no) from None
-            finally:
-                last = reader.line_num
-            index += 1
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            values = BadInput(path, f"malformed CSV ({e})", line_no)
+        start, index = reader.line_num + 1, index + 1
+        try:
+            if isinstance(values, BadInput):
+                raise values
             if not any(v.strip() for v in values):
                 raise BadInput(path, "empty row", line_no)
             if len(values) != len(header):
                 raise BadInput(path, f"expected {len(header)} fields, got {len(values)}", line_no)
-            records.append(_record(path, index - 1, line_no, dict(zip(header, values)), "column"))
+            records.append(_record(path, index, line_no, dict(zip(header, values)), "column"))
         except BadInput as e:
             on_bad(e)
     return records
@@ -334,7 +341,7 @@ def read_scored(path: str) -> list[dict]:
     if suffix == ".csv":
         return [{k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text, newline=""))]
     rows = []
-    for line_no, line in enumerate(text.splitlines(), 1):
+    for line_no, line in enumerate(_lines(text), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))

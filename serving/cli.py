@@ -20,7 +20,7 @@ import typer
 
 from serving.batch import (ADDED, OUTPUT_FORMATS, BadInput, Record, expand, input_columns, output_name,
                            parquet_types, read_records, read_scored, scored_rows, write_rows)
-from serving.store import MODEL_NAME
+from serving.store import MODEL_NAME, ModelNotFound, load_predictor
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Score news sentences for actor stance and sentiment, and summarise the result.")
@@ -87,7 +87,7 @@ def _scored_chunks(predictor, records: list[Record], batch_size: int, stats: dic
 def score(
     inputs: Annotated[list[str], typer.Argument(help="Files or globs: .txt articles, .jsonl or .csv tables with a "
                                                      "'sentence' column (and optional 'actor', 'mention').",
-                                                show_default=False)],
+                                                metavar="INPUTS", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Output file; its extension picks the format: .jsonl, .csv or .parquet.",
                                       show_default=False)],
     model: Annotated[str, typer.Option("--model", help="Model tag in the BentoML store ($BENTOML_HOME).")] = f"{MODEL_NAME}:latest",
@@ -110,8 +110,6 @@ def score(
         _report_skipped(skipped)
     if not records:
         _fail("nothing to score: the inputs hold no sentences")
-
-    from serving.store import ModelNotFound, load_predictor
 
     try:
         predictor = load_predictor(model, batch_size=batch_size)
@@ -139,10 +137,10 @@ def score(
 @app.command()
 def report(
     scored: Annotated[Path, typer.Argument(help="A file written by `stance score` (.jsonl, .csv or .parquet).",
-                                           show_default=False)],
+                                           metavar="SCORED", show_default=False)],
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Folder for summary.md, summary.csv and "
-                                                                      "stance_by_actor.png [default: <scored>_report/ "
-                                                                      "beside the scored file]", show_default=False)] = None,
+                                                                      "stance_by_actor.png (default: the folder "
+                                                                      "SCORED-NAME_report beside the scored file)", show_default=False)] = None,
     min_pairs: Annotated[int, typer.Option("--min-pairs", min=1, help="Leave actors with fewer pairs out of the chart "
                                                                       "(the tables keep them).")] = 1,
 ) -> None:

@@ -6,7 +6,8 @@
 
 APIs (POST, JSON): ``/classify`` {"sentence", "actor"} -> one result; ``/classify_batch``
 {"items": [...]} -> {"results": [...]} in input order. Both go through BentoML's adaptive
-batcher, which merges the items of concurrent requests into one forward pass. ``/healthz``, ``/readyz``, ``/metrics`` and the OpenAPI document are BentoML's own.
+batcher, which merges the items of concurrent requests into one forward pass. ``/healthz``,
+``/readyz``, ``/metrics`` and the OpenAPI document are BentoML's own.
 
 Every request body is checked by ``RequestGuard`` before BentoML parses it, so every bad
 input gets a 4xx JSON error ``{"error": "<field>: <problem>", "field": "<field>"}``:
@@ -17,6 +18,7 @@ well-formed body that breaks the rules below, 405 a method other than POST.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import unicodedata
@@ -28,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serving.store import MODEL_NAME
 
-# -- limits (documented in the README; the tests use these names) -------------------------
+# -- limits (documented in the README) -----------------------------------------------------
 MAX_SENTENCE_CHARS = 2000
 MAX_ACTOR_CHARS = 200
 MAX_BATCH_ITEMS = 256
@@ -79,13 +81,15 @@ def _check_text(value: Any, field: str, limit: int, nullable: bool) -> None:
         raise Problem(422, field, f"must not be empty or whitespace only{hint}")
     # A lone surrogate (JSON "\ud800") cannot be encoded as UTF-8, so neither the tokenizer
     # nor the response could carry it: refuse it rather than score a mangled sentence.
-    for i, ch in enumerate(value):
-        if "\ud800" <= ch <= "\udfff":
-            raise Problem(422, field, f"contains a lone surrogate (U+{ord(ch):04X}) at index {i}, which is not valid Unicode")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise Problem(422, field, f"contains a lone surrogate (U+{ord(value[e.start]):04X}) at index {e.start}, "
+                                  "which is not valid Unicode") from None
 
 
 def check_item(item: Any, prefix: str = "") -> None:
-    where = prefix or "body"
+    where = prefix.rstrip(".") or "body"
     if not isinstance(item, dict):
         raise Problem(422, where, f"must be a JSON object, got {_json_type(item)}")
     for key in item:
@@ -231,6 +235,15 @@ class BatchResult(BaseModel):
     results: list[Classification] = Field(description="one result per item, in input order")
 
 
+@functools.cache
+def _batch_histogram():
+    """Shown on /metrics. Created once per process: prometheus refuses a second registration."""
+    from prometheus_client import Histogram
+
+    return Histogram("stance_forward_batch_items", "items per forward pass (adaptive batching)",
+                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+
+
 def _overloaded():
     raise ServiceUnavailable(f"overloaded: a request waited over {MAX_LATENCY_MS} ms for the model; retry later")
 
@@ -248,6 +261,7 @@ class StanceClassifier:
     model_ref = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
 
     def __init__(self) -> None:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP; see serving/serve.py
         import torch
         from bentoml._internal.marshal.dispatcher import CorkDispatcher
 
@@ -268,9 +282,7 @@ class StanceClassifier:
         # proxy recycles its session every 100 calls, failing the calls still in flight.)
         dispatcher = CorkDispatcher(MAX_LATENCY_MS, MAX_BATCH_SIZE, fallback=_overloaded, get_batch_size=len)
         self.batcher = dispatcher(self.forward)
-        self.batch_sizes = bentoml.metrics.Histogram(
-            name="stance_forward_batch_items", documentation="items per forward pass (adaptive batching)",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+        self.batch_sizes = _batch_histogram()
 
     def forward(self, requests: Sequence[list]) -> list[list[dict]]:
         """The one forward pass: the items of several requests at once, results split back."""

@@ -45,7 +45,7 @@ def tiny_dataset(articles=("a", "b")):
 def tiny_config(**overrides):
     from training.config import load_config
 
-    return load_config(None, **{"encoder": "tiny", "epochs": 2, "batch_size": 4, "max_steps": 4, "head_lr": 1e-2, **overrides})
+    return load_config(None, **{"encoder": "tiny", "epochs": 2, "batch_size": 4, "max_steps": 4, "head_lr": 1e-2, "workers": 1, **overrides})
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ TWO_ACTORS = "Zelenskyy rejected the deal, while Lavrov praised the Riyadh talks
 @pytest.fixture(scope="module")
 def client(tiny_store):
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # starlette's TestClient on httpx
+        warnings.simplefilter("ignore")  # starlette's TestClient warns that it still uses httpx
         from starlette.testclient import TestClient
 
     from serving.service import StanceClassifier
@@ -120,11 +120,10 @@ def test_control_characters_are_scored(client):
 
 
 def test_bentoml_endpoints(client):
+    # /metrics is checked against the real server (test_service_slow.py): in-process,
+    # bentoml 1.4's metrics route waits on a multiprocess registry that only `bentoml serve` sets up.
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
-    metrics = client.get("/metrics")
-    assert metrics.status_code == 200
-    assert "stance_forward_batch_items" in metrics.text
     spec = client.get("/docs.json").json()
     assert {"/classify", "/classify_batch"} <= set(spec["paths"])
 
@@ -227,7 +226,9 @@ def test_other_methods_are_refused(client):
     assert (response.status_code, response.json()) == (405, {"error": "method: GET is not allowed; use POST", "field": "method"})
 
 
-async def test_the_guard_reads_no_body_when_content_length_is_over_the_cap():
+def test_the_guard_reads_no_body_when_content_length_is_over_the_cap():
+    import asyncio
+
     from serving.service import RequestGuard, check_item
 
     sent = []
@@ -243,7 +244,7 @@ async def test_the_guard_reads_no_body_when_content_length_is_over_the_cap():
 
     guard = RequestGuard(app, {"/classify": check_item}, max_body=100)
     scope = {"type": "http", "method": "POST", "path": "/classify", "headers": [(b"content-length", b"20000000")]}
-    await guard(scope, receive, send)
+    asyncio.run(guard(scope, receive, send))
     assert sent[0]["status"] == 413
 
 
@@ -255,7 +256,6 @@ def test_serve_binds_loopback_and_reads_port_from_the_environment(monkeypatch):
     monkeypatch.setattr(serve.os, "execve", lambda path, argv, env: calls.append((argv, env)))
     monkeypatch.setattr("serving.store.get_model", lambda tag: tag)
     monkeypatch.setenv("PORT", "4123")
-    monkeypatch.delenv("HOST", raising=False)
     assert serve.main([]) == 0
     argv, env = calls[-1]
     assert argv[argv.index("--host") + 1] == "127.0.0.1"

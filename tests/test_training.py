@@ -83,14 +83,14 @@ def test_crossval_never_tests_on_a_training_article(tokenizer, monkeypatch):
     seen = []
     real_fit = train.fit
 
-    def spy(config, data, tok, desc=""):
+    def spy(config, data, tok, desc=""):  # workers=1: folds run in this process, so the spy sees them
         seen.append(set(data["article"]))
         return real_fit(config, data, tok, desc)
 
     monkeypatch.setattr(train, "fit", spy)
     ds = tiny_dataset(articles=("a", "b", "c"))
     syn = tiny_dataset(articles=("synthetic",))
-    st, se, _, _ = train.crossval(tiny_config(), ds, syn, tokenizer)
+    st, se, _, _ = train.crossval(tiny_config(), ds, syn)
     assert [sorted(s) for s in seen] == [["b", "c", "synthetic"], ["a", "c", "synthetic"], ["a", "b", "synthetic"]]
     assert st.shape == (len(ds), len(STANCE)) and se.shape == (len(ds), len(SENTIMENT))
 
@@ -123,3 +123,13 @@ def test_temperature_fit_recovers_overconfidence():
     t = fit_temperature(over, y)
     assert 3.0 < t < 5.0
     assert expected_calibration_error(apply_temperature(over, t), y) < expected_calibration_error(over, y)
+
+
+def test_parallel_folds_give_the_same_predictions_as_serial():
+    from training.train import crossval
+
+    ds = tiny_dataset(articles=("a", "b"))
+    serial = crossval(tiny_config(workers=1, threads=1), ds, None, extra=ds)
+    parallel = crossval(tiny_config(workers=2, threads=2), ds, None, extra=ds)
+    for s, p in zip(serial, parallel):
+        np.testing.assert_allclose(s, p, atol=1e-6)

@@ -39,13 +39,15 @@ class TrainConfig:
     synthetic: bool = _f(True, "add data/annotations/synthetic.jsonl to the training side (never to a test fold)")
     sentiment_weight: float = _f(1.0, "weight of the sentiment loss against the stance loss")
     seed: int = _f(13, "seed for weights, shuffling and dropout; runs are deterministic on CPU")
-    threads: int = _f(2, "torch CPU threads")
+    threads: int = _f(2, "torch CPU threads in all")
+    workers: int = _f(2, "cross-validation folds trained in parallel processes, sharing the threads "
+                         "(on 2 cores, two 1-thread folds beat one 2-thread fold)")
     model_name: str = _f("stance_classifier", "name in the BentoML model store")
 
     def __post_init__(self):
         if self.encoder not in ("minilm", "tiny"):
             raise ValueError(f"encoder must be 'minilm' or 'tiny', got {self.encoder!r}")
-        for name in ("epochs", "batch_size", "max_length", "threads"):
+        for name in ("epochs", "batch_size", "max_length", "threads", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1 or not 0 <= self.dropout < 1:

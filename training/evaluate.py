@@ -28,7 +28,7 @@ from training.calibration import apply_temperature, fit_temperature  # noqa: E40
 from training.config import add_config_args, config_from_args  # noqa: E402
 from training.data import load_challenge, load_pairs, load_synthetic  # noqa: E402
 from training.metrics import summarize, task_scores  # noqa: E402
-from training.train import crossval, load_tokenizer  # noqa: E402
+from training.train import crossval  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = Path(__file__).with_name("EXPERIMENTS.md")
@@ -153,9 +153,8 @@ def main(argv=None) -> dict:
     config = config_from_args(args)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tokenizer = load_tokenizer()
     pairs, synthetic, challenge = load_pairs(), load_synthetic(), load_challenge()
-    st, se, cst, cse = crossval(config, pairs, synthetic, tokenizer, extra=challenge)
+    st, se, cst, cse = crossval(config, pairs, synthetic, extra=challenge)
     temps = {"stance": fit_temperature(st, pairs["stance_id"]), "sentiment": fit_temperature(se, pairs["sentiment_id"])}
     m = summarize(pairs, st, se, temps)
     m.update(n_pairs=len(pairs), n_articles=len(set(pairs["article"])), n_synthetic=len(synthetic) if synthetic else 0,
@@ -168,7 +167,7 @@ def main(argv=None) -> dict:
             m["challenge"][f"baseline: {name}"] = _scores(challenge, b.get("stance"), b.get("sentiment"))
     if args.ablation and config.synthetic and synthetic is not None:
         no_syn = dataclasses.replace(config, synthetic=False)
-        ast, ase, acst, acse = crossval(no_syn, pairs, None, tokenizer, extra=challenge)
+        ast, ase, acst, acse = crossval(no_syn, pairs, None, extra=challenge)
         m["ablation_no_synthetic"] = _scores(pairs, ast, ase, n_boot=0)
         if challenge:
             m["challenge"]["model without synthetic data"] = _scores(challenge, acst, acse, n_boot=0)

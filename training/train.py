@@ -11,6 +11,7 @@ is trained on all pairs and saved, with labels, hashes, config, metrics and vers
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import random
 import time
@@ -175,27 +176,49 @@ def predict_dataset(model, tokenizer, ds: Dataset, config: TrainConfig) -> tuple
     return stance, np.stack([sp[s] for s in ds["sentence"]]) if len(ds) else np.zeros((0, len(SENTIMENT)))
 
 
-def crossval(config: TrainConfig, pairs: Dataset, synthetic: Dataset | None, tokenizer, extra: Dataset | None = None):
+def _fold(config: TrainConfig, train: Dataset, test: Dataset, extra: Dataset | None, desc: str):
+    """Train on one fold and predict its test side (and the held-out extra set). Runs in a
+    worker process when folds are parallel, so it loads its own tokenizer."""
+    tokenizer = load_tokenizer()
+    model = fit(config, train, tokenizer, desc=desc)
+    stance, sentiment = predict_dataset(model, tokenizer, test, config)
+    extra_preds = predict_dataset(model, tokenizer, extra, config) if extra else None
+    return stance, sentiment, extra_preds
+
+
+def crossval(config: TrainConfig, pairs: Dataset, synthetic: Dataset | None, extra: Dataset | None = None):
     """Leave-one-article-out: train on four articles (+ synthetic), predict the fifth.
     Returns out-of-fold probabilities for `pairs`, and the fold-averaged probabilities
     for `extra` (a held-out set no fold trains on)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     articles = sorted(set(pairs["article"]))
+    art = np.array(pairs["article"])
+    jobs = []
+    for k, a in enumerate(articles):
+        train = pairs.select(np.flatnonzero(art != a))
+        if synthetic is not None and config.synthetic:
+            train = concatenate_datasets([train, synthetic])
+        jobs.append((train, pairs.select(np.flatnonzero(art == a)), f"fold {k + 1}/{len(articles)} (test {a[:3]})"))
+    workers = min(config.workers, len(jobs))
+    if workers > 1:
+        fold_config = dataclasses.replace(config, threads=max(1, config.threads // workers), workers=1)
+        # spawn, not fork: a forked child of a process that has run torch's thread pool can hang.
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            results = list(pool.map(_fold, *zip(*[(fold_config, tr, te, extra, d) for tr, te, d in jobs])))
+    else:
+        results = [_fold(config, tr, te, extra, d) for tr, te, d in jobs]
     oof_stance = np.zeros((len(pairs), len(STANCE)))
     oof_sent = np.zeros((len(pairs), len(SENTIMENT)))
     extra_stance = np.zeros((len(extra) if extra else 0, len(STANCE)))
     extra_sent = np.zeros((len(extra) if extra else 0, len(SENTIMENT)))
-    art = np.array(pairs["article"])
-    for k, a in enumerate(articles):
-        test_idx = np.flatnonzero(art == a)
-        train = pairs.select(np.flatnonzero(art != a))
-        if synthetic is not None and config.synthetic:
-            train = concatenate_datasets([train, synthetic])
-        model = fit(config, train, tokenizer, desc=f"fold {k + 1}/{len(articles)} (test {a[:3]})")
-        oof_stance[test_idx], oof_sent[test_idx] = predict_dataset(model, tokenizer, pairs.select(test_idx), config)
-        if extra:
-            s, t = predict_dataset(model, tokenizer, extra, config)
-            extra_stance += s / len(articles)
-            extra_sent += t / len(articles)
+    for a, (stance, sentiment, extra_preds) in zip(articles, results):
+        idx = np.flatnonzero(art == a)
+        oof_stance[idx], oof_sent[idx] = stance, sentiment
+        if extra_preds is not None:
+            extra_stance += extra_preds[0] / len(articles)
+            extra_sent += extra_preds[1] / len(articles)
     return oof_stance, oof_sent, extra_stance, extra_sent
 
 
@@ -217,7 +240,7 @@ def main(argv=None) -> None:
     print(f"{len(pairs)} real pairs, {len(synthetic) if synthetic else 0} synthetic pairs; config: {config.to_dict()}")
     metrics, temps = {}, {"stance": 1.0, "sentiment": 1.0}
     if args.cv:
-        st, se, _, _ = crossval(config, pairs, synthetic, tokenizer)
+        st, se, _, _ = crossval(config, pairs, synthetic)
         temps = {"stance": fit_temperature(st, pairs["stance_id"]), "sentiment": fit_temperature(se, pairs["sentiment_id"])}
         metrics = summarize(pairs, st, se, temps)
         print(f"leave-one-article-out macro-F1: stance {metrics['stance']['macro_f1']:.3f}, sentiment {metrics['sentiment']['macro_f1']:.3f}")
