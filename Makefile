@@ -18,7 +18,7 @@ export BENTOML_HOME ?= $(CURDIR)/bentoml_home
 export BENTOML_DO_NOT_TRACK := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install validate train evaluate serve score build test test-fast bench-serve bench-score bench-scale clean
+.PHONY: help install validate train evaluate serve score build test test-fast bench-serve bench-score clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'

@@ -207,10 +207,11 @@ def main(argv=None) -> int:
     import torch
 
     from model.predictor import Item
+    from serving.service import FORWARD_CHUNK
     from serving.store import ModelNotFound, load_predictor
 
     try:
-        predictor = load_predictor()
+        predictor = load_predictor(batch_size=FORWARD_CHUNK)  # as the service runs it
     except ModelNotFound as e:
         print(e, file=sys.stderr)
         return 1

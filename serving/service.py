@@ -41,6 +41,10 @@ ITEM_FIELDS = ("sentence", "actor")  # any other field is rejected (422): a typo
 # MAX_LATENCY_MS in the queue before it is shed with a 503 (overload, not bad input).
 MAX_BATCH_SIZE = 64
 MAX_LATENCY_MS = 30_000
+# Rows per model call inside one forward pass (Predictor.batch_size). Measured on 2 cores:
+# 16 gives the throughput of 32 with a worker peak of ~750 MiB instead of ~900 (smaller
+# activations leave less heap behind).
+FORWARD_CHUNK = 16
 
 EXAMPLE = "Zelenskyy said Ukraine would not accept any deal reached in Riyadh without it."
 
@@ -249,8 +253,8 @@ def _overloaded():
 
 
 @bentoml.service(
-    # One worker whose torch uses every core (serving.serve sets the threads): adaptive
-    # batching then fills one big forward pass instead of two half-empty ones.
+    # One worker whose torch uses every core (serving/serve.py sets the threads and says
+    # why): adaptive batching then fills one forward pass, and the model is loaded once.
     workers=1,
     traffic={"timeout": 60},
     resources={"cpu": "2", "memory": "1Gi"},
@@ -272,7 +276,7 @@ class StanceClassifier:
             torch.set_num_threads(int(os.environ["STANCE_TORCH_THREADS"]))
         # Through the store (not the resolved reference), so a missing model fails with
         # "run `make train`" instead of a lookup on a remote registry.
-        self.predictor = load_predictor(str(type(self).model_ref.tag))
+        self.predictor = load_predictor(str(type(self).model_ref.tag), batch_size=FORWARD_CHUNK)
         self.item = Item
         # Warm up: the first forward pass of a fresh process is several times slower.
         self.predictor.predict([Item(EXAMPLE)])

