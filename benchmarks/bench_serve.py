@@ -10,8 +10,9 @@
    POST /classify, in turn for --duration seconds, so the single-sentence latencies of both
    are measured on the same, possibly shared, machine.
 4. Bounded concurrent clients (default 32) POST /classify for --duration seconds, then two
-   clients POST /classify_batch with 32 items each: throughput, p50/p95/p99 latency and
-   errors per phase, and the peak RSS of the worker processes.
+   clients POST /classify_batch with 32 items each: throughput, p50/p95/p99 latency,
+   errors, and the mean items per forward pass (what adaptive batching merged, from the
+   service's /metrics) per phase; the peak RSS of the worker processes.
 5. The issue's goals, each marked ok / MISSED. The server is always stopped.
 
 The load is the sentences of data/annotations/sentences.jsonl with no actor given (so
@@ -108,19 +109,23 @@ def start_server(port: int, workers: int, threads: int | None, log: Path) -> tup
     env = {**os.environ, "PORT": str(port)}
     start = time.perf_counter()
     cmd = [sys.executable, "-m", "serving.serve", "--port", str(port), "--workers", str(workers)]
-    proc = subprocess.Popen(cmd + (["--threads", str(threads)] if threads else []),
-                            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    while time.perf_counter() - start < 120:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with code {proc.returncode}; see {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc, time.perf_counter() - start
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    stop_server(proc)
-    raise SystemExit(f"the server was not ready within 120 s; see {log}")
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd + (["--threads", str(threads)] if threads else []),
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        while time.perf_counter() - start < 120:
+            if proc.poll() is not None:
+                raise SystemExit(f"the server exited with code {proc.returncode}; see {log}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    return proc, time.perf_counter() - start
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise SystemExit(f"the server was not ready within 120 s; see {log}")
+    except BaseException:  # not ready, or Ctrl-C while waiting: never leave a server behind
+        stop_server(proc)
+        raise
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -156,6 +161,18 @@ class RssSampler(threading.Thread):
             self.peak = max(self.peak, self.sample())
 
 
+def forward_passes(url: str) -> tuple[float, float]:
+    """(forward passes, items) so far, from the service's stance_forward_batch_items histogram."""
+    import httpx
+
+    values = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        for key in ("stance_forward_batch_items_count", "stance_forward_batch_items_sum"):
+            if line.startswith(key):
+                values[key] = values.get(key, 0.0) + float(line.split()[-1])
+    return values.get("stance_forward_batch_items_count", 0.0), values.get("stance_forward_batch_items_sum", 0.0)
+
+
 # -- 3. load ------------------------------------------------------------------------------------
 async def drive(url: str, path: str, bodies: list[bytes], items_per_request: int, concurrency: int, seconds: float) -> dict:
     import httpx
@@ -185,6 +202,11 @@ async def drive(url: str, path: str, bodies: list[bytes], items_per_request: int
     return {"path": path, "concurrency": concurrency, "requests": len(latencies), "errors": dict(errors),
             "per_s": len(latencies) * items_per_request / elapsed,
             **{f"p{q}_ms": 1000 * percentile(latencies, q) for q in (50, 95, 99)}}
+
+
+def items_per_forward(before: tuple[float, float], after: tuple[float, float]) -> float:
+    passes = after[0] - before[0]
+    return (after[1] - before[1]) / passes if passes else float("nan")
 
 
 def main(argv=None) -> int:
@@ -242,14 +264,18 @@ def main(argv=None) -> int:
         asyncio.run(drive(url, "/classify", single, 1, 1, 2))
         asyncio.run(drive(url, "/classify", single, 1, 32, 3))
         for c in [int(c) for c in args.concurrency.split(",") if c.strip()]:
+            before = forward_passes(url)
             if c == 1:
                 phase, raw_single = paired_single(predictor, items, url, args.duration)
             else:
                 phase = asyncio.run(drive(url, "/classify", single, 1, c, args.duration))
+            phase["items_per_forward"] = items_per_forward(before, forward_passes(url))
             phases.append(phase)
             print(f"  /classify c={c}: {phase['per_s']:.1f}/s, p50 {phase['p50_ms']:.1f} ms, errors {phase['errors'] or 0}")
         if args.batch_items:
-            phases.append(asyncio.run(drive(url, "/classify_batch", batches, args.batch_items, 2, args.duration)))
+            before = forward_passes(url)
+            phase = asyncio.run(drive(url, "/classify_batch", batches, args.batch_items, 2, args.duration))
+            phases.append({**phase, "items_per_forward": items_per_forward(before, forward_passes(url))})
     finally:
         sampler.stopped.set()
         stop_server(proc)
@@ -258,7 +284,7 @@ def main(argv=None) -> int:
            "single_p50_ms": 1000 * statistics.median(raw_single) if raw_single else float("nan")}
 
     print()
-    print(f"{'phase':<26}{'sentences/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'requests':>10}  errors")
+    print(f"{'phase':<26}{'sentences/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'requests':>10}{'per pass':>10}  errors")
     print(f"{'raw model, batched':<26}{raw['batched_per_s']:>12.1f}"
           f"{'':>37}  (runs before/after the server: {', '.join(f'{b:.1f}' for b in batched)})")
     if raw_single:
@@ -266,8 +292,9 @@ def main(argv=None) -> int:
               f"{1000 * percentile(raw_single, 95):>9.1f}{1000 * percentile(raw_single, 99):>9.1f}{len(raw_single):>10}")
     for p in phases:
         name = f"{p['path']} c={p['concurrency']}" + (f" x{args.batch_items}" if p["path"] == "/classify_batch" else "")
-        print(f"{name:<26}{p['per_s']:>12.1f}{p['p50_ms']:>9.1f}{p['p95_ms']:>9.1f}{p['p99_ms']:>9.1f}{p['requests']:>10}  "
-              f"{sum(p['errors'].values())} {p['errors'] or ''}")
+        print(f"{name:<26}{p['per_s']:>12.1f}{p['p50_ms']:>9.1f}{p['p95_ms']:>9.1f}{p['p99_ms']:>9.1f}{p['requests']:>10}"
+              f"{p['items_per_forward']:>10.1f}  {sum(p['errors'].values())} {p['errors'] or ''}")
+    print("(per pass: mean items per forward pass in the server, i.e. what adaptive batching merged)")
     print(f"server ready in {ready:.1f} s; worker peak RSS {sampler.peak / 2**20:.0f} MiB; "
           f"load average {os.getloadavg()[0]:.1f} at the end")
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Read at import, before `tiny_store` points BENTOML_HOME at its temporary store.
+PROJECT_HOME = Path(os.environ.get("BENTOML_HOME") or ROOT / "bentoml_home")
 
 TINY_ROWS = [
     # (sentence, actor, mention, stance, sentiment)
@@ -94,28 +96,37 @@ def tiny_predictor(tiny_model_dir):
     return Predictor.load(tiny_model_dir, tag="stance_classifier:tiny")
 
 
-@pytest.fixture(scope="session")
-def real_model_tag(tmp_path_factory):
-    """The real checkpoint, fine-tuned: `stance_classifier:latest` from the project's store
-    if `make train` has run, else trained here (final fit only, the same seed, data and
-    config as `make train`) into a temporary store. Points BENTOML_HOME at that store."""
-    import bentoml
+def _stored_model(home: Path, tag: str = "stance_classifier:latest"):
+    """Look a model up in the store at `home` without touching BentoML's process-wide
+    store, which the first use in a session fixes (and `tiny_store` may have set)."""
+    from bentoml._internal.models import ModelStore
+    from bentoml.exceptions import NotFound
 
-    home = os.environ.get("BENTOML_HOME") or str(ROOT / "bentoml_home")
-    os.environ["BENTOML_HOME"] = home
     try:
-        return str(bentoml.models.get("stance_classifier:latest").tag)
-    except bentoml.exceptions.NotFound:
-        pass
-    os.environ["BENTOML_HOME"] = str(tmp_path_factory.mktemp("real_store"))
-    from training.train import main
-
-    main(["--no-cv"])
-    return str(bentoml.models.get("stance_classifier:latest").tag)
+        return ModelStore(str(home / "models")).get(tag)
+    except (NotFound, FileNotFoundError):
+        return None
 
 
 @pytest.fixture(scope="session")
-def real_predictor(real_model_tag):
-    from serving.store import load_predictor
+def real_model(tmp_path_factory):
+    """The real checkpoint, fine-tuned: `stance_classifier:latest` from the project's store
+    if `make train` has run; else trained once here, in a subprocess (final fit only, the
+    same seed, data and config as `make train`), into a temporary store."""
+    import subprocess
+    import sys
 
-    return load_predictor(real_model_tag)
+    found = _stored_model(PROJECT_HOME)
+    if found is None:
+        home = tmp_path_factory.mktemp("real_store")
+        subprocess.run([sys.executable, "-m", "training.train", "--no-cv"], cwd=ROOT, check=True,
+                       env={**os.environ, "BENTOML_HOME": str(home)})
+        found = _stored_model(home)
+    return found
+
+
+@pytest.fixture(scope="session")
+def real_predictor(real_model):
+    from model.predictor import Predictor
+
+    return Predictor.load(real_model.path, tag=str(real_model.tag))

@@ -2,8 +2,8 @@
 127.0.0.1 port. Both APIs, the whole bad-input suite over real HTTP (20 MB body included),
 /metrics, concurrent clients, and the one-line "no model" exit.
 
-It serves the trained model of $BENTOML_HOME (`make test` sets it to ./bentoml_home) when
-there is one, else the tiny one.
+It serves the real fine-tuned model: the project's (`make train`), or one the test session
+trains once (see `real_model` in conftest.py).
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from tests.test_service import ACTOR_KEYS, BAD, RESULT_KEYS, TWO_ACTORS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-# Read at import, before the tiny_store fixture points BENTOML_HOME at its temporary store.
-PROJECT_HOME = Path(os.environ.get("BENTOML_HOME") or ROOT / "bentoml_home")
 READY_WITHIN = 90  # seconds; generous for a loaded CI machine (the goal on an idle one is 10)
 
 
@@ -55,11 +53,8 @@ def stop(proc: subprocess.Popen) -> None:
 def server(tmp_path_factory, request):
     import httpx
 
-    if (PROJECT_HOME / "models" / "stance_classifier" / "latest").exists():
-        home = str(PROJECT_HOME)
-    else:
-        request.getfixturevalue("tiny_store")
-        home = os.environ["BENTOML_HOME"]
+    # The real fine-tuned model (the project's, or one trained for the test session).
+    home = str(Path(request.getfixturevalue("real_model").path).parents[2])
     port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     with log_path.open("wb") as log:
