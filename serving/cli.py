@@ -6,7 +6,7 @@
 
 `score` reads every input before loading the model, so bad input fails in a second, not
 after an hour of scoring; it predicts through model.predictor.Predictor, the same batched
-predictor as the HTTP service. Formats and columns are in serving/README_SCORING.md.
+predictor as the HTTP service. Formats and columns: README.md, "Batch scoring".
 """
 
 from __future__ import annotations

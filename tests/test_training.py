@@ -90,7 +90,7 @@ def test_crossval_never_tests_on_a_training_article(tokenizer, monkeypatch):
     monkeypatch.setattr(train, "fit", spy)
     ds = tiny_dataset(articles=("a", "b", "c"))
     syn = tiny_dataset(articles=("synthetic",))
-    st, se, _, _ = train.crossval(tiny_config(), ds, syn)
+    st, se, _, _, _ = train.crossval(tiny_config(), ds, syn)
     assert [sorted(s) for s in seen] == [["b", "c", "synthetic"], ["a", "c", "synthetic"], ["a", "b", "synthetic"]]
     assert st.shape == (len(ds), len(STANCE)) and se.shape == (len(ds), len(SENTIMENT))
 
@@ -129,7 +129,20 @@ def test_parallel_folds_give_the_same_predictions_as_serial():
     from training.train import crossval
 
     ds = tiny_dataset(articles=("a", "b"))
-    serial = crossval(tiny_config(workers=1, threads=1), ds, None, extra=ds)
-    parallel = crossval(tiny_config(workers=2, threads=2), ds, None, extra=ds)
-    for s, p in zip(serial, parallel):
+    serial = crossval(tiny_config(workers=1, threads=1), ds, None, extra=ds, final=ds)
+    parallel = crossval(tiny_config(workers=2, threads=2), ds, None, extra=ds, final=ds)
+    for s, p in zip(serial[:4], parallel[:4]):
         np.testing.assert_allclose(s, p, atol=1e-6)
+    for (name, a), (_, b) in zip(serial[4].state_dict().items(), parallel[4].state_dict().items()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("module", ["training.train", "training.evaluate"])
+def test_help_lists_every_config_option(module, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(module).main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--epochs" in out and "--frozen-layers" in out and "75% neutral" in out

@@ -70,9 +70,9 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool, "str": str}[f.type]
         if kind is bool:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"])
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"].replace("%", "%%"))
         else:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None, help=f.metadata["help"])
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None, help=f.metadata["help"].replace("%", "%%"))
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -154,7 +154,7 @@ def main(argv=None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     pairs, synthetic, challenge = load_pairs(), load_synthetic(), load_challenge()
-    st, se, cst, cse = crossval(config, pairs, synthetic, extra=challenge)
+    st, se, cst, cse, _ = crossval(config, pairs, synthetic, extra=challenge)
     temps = {"stance": fit_temperature(st, pairs["stance_id"]), "sentiment": fit_temperature(se, pairs["sentiment_id"])}
     m = summarize(pairs, st, se, temps)
     m.update(n_pairs=len(pairs), n_articles=len(set(pairs["article"])), n_synthetic=len(synthetic) if synthetic else 0,
@@ -167,7 +167,7 @@ def main(argv=None) -> dict:
             m["challenge"][f"baseline: {name}"] = _scores(challenge, b.get("stance"), b.get("sentiment"))
     if args.ablation and config.synthetic and synthetic is not None:
         no_syn = dataclasses.replace(config, synthetic=False)
-        ast, ase, acst, acse = crossval(no_syn, pairs, None, extra=challenge)
+        ast, ase, acst, acse, _ = crossval(no_syn, pairs, None, extra=challenge)
         m["ablation_no_synthetic"] = _scores(pairs, ast, ase, n_boot=0)
         if challenge:
             m["challenge"]["model without synthetic data"] = _scores(challenge, acst, acse, n_boot=0)

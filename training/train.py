@@ -176,20 +176,25 @@ def predict_dataset(model, tokenizer, ds: Dataset, config: TrainConfig) -> tuple
     return stance, np.stack([sp[s] for s in ds["sentence"]]) if len(ds) else np.zeros((0, len(SENTIMENT)))
 
 
-def _fold(config: TrainConfig, train: Dataset, test: Dataset, extra: Dataset | None, desc: str):
-    """Train on one fold and predict its test side (and the held-out extra set). Runs in a
-    worker process when folds are parallel, so it loads its own tokenizer."""
+def _fold(config: TrainConfig, train: Dataset, test: Dataset | None, extra: Dataset | None, desc: str):
+    """Train on one fold and predict its test side (and the held-out extra set); with no
+    test side, return the model itself. Runs in a worker process when folds are parallel,
+    so it loads its own tokenizer."""
     tokenizer = load_tokenizer()
     model = fit(config, train, tokenizer, desc=desc)
+    if test is None:
+        return model
     stance, sentiment = predict_dataset(model, tokenizer, test, config)
     extra_preds = predict_dataset(model, tokenizer, extra, config) if extra else None
     return stance, sentiment, extra_preds
 
 
-def crossval(config: TrainConfig, pairs: Dataset, synthetic: Dataset | None, extra: Dataset | None = None):
+def crossval(config: TrainConfig, pairs: Dataset, synthetic: Dataset | None, extra: Dataset | None = None,
+             final: Dataset | None = None):
     """Leave-one-article-out: train on four articles (+ synthetic), predict the fifth.
-    Returns out-of-fold probabilities for `pairs`, and the fold-averaged probabilities
-    for `extra` (a held-out set no fold trains on)."""
+    Returns out-of-fold probabilities for `pairs`, the fold-averaged probabilities for
+    `extra` (a held-out set no fold trains on), and, if `final` is given, a model trained
+    on it, fitted in the same worker pool (five folds on two workers leave one idle)."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -201,6 +206,8 @@ def crossval(config: TrainConfig, pairs: Dataset, synthetic: Dataset | None, ext
         if synthetic is not None and config.synthetic:
             train = concatenate_datasets([train, synthetic])
         jobs.append((train, pairs.select(np.flatnonzero(art == a)), f"fold {k + 1}/{len(articles)} (test {a[:3]})"))
+    if final is not None:
+        jobs.append((final, None, "final model"))
     workers = min(config.workers, len(jobs))
     if workers > 1:
         fold_config = dataclasses.replace(config, threads=max(1, config.threads // workers), workers=1)
@@ -213,13 +220,14 @@ def crossval(config: TrainConfig, pairs: Dataset, synthetic: Dataset | None, ext
     oof_sent = np.zeros((len(pairs), len(SENTIMENT)))
     extra_stance = np.zeros((len(extra) if extra else 0, len(STANCE)))
     extra_sent = np.zeros((len(extra) if extra else 0, len(SENTIMENT)))
+    final_model = results.pop() if final is not None else None
     for a, (stance, sentiment, extra_preds) in zip(articles, results):
         idx = np.flatnonzero(art == a)
         oof_stance[idx], oof_sent[idx] = stance, sentiment
         if extra_preds is not None:
             extra_stance += extra_preds[0] / len(articles)
             extra_sent += extra_preds[1] / len(articles)
-    return oof_stance, oof_sent, extra_stance, extra_sent
+    return oof_stance, oof_sent, extra_stance, extra_sent, final_model
 
 
 def main(argv=None) -> None:
@@ -239,13 +247,14 @@ def main(argv=None) -> None:
     pairs, synthetic = load_pairs(), load_synthetic()
     print(f"{len(pairs)} real pairs, {len(synthetic) if synthetic else 0} synthetic pairs; config: {config.to_dict()}")
     metrics, temps = {}, {"stance": 1.0, "sentiment": 1.0}
+    train = concatenate_datasets([pairs, synthetic]) if synthetic is not None and config.synthetic else pairs
     if args.cv:
-        st, se, _, _ = crossval(config, pairs, synthetic)
+        st, se, _, _, model = crossval(config, pairs, synthetic, final=train)
         temps = {"stance": fit_temperature(st, pairs["stance_id"]), "sentiment": fit_temperature(se, pairs["sentiment_id"])}
         metrics = summarize(pairs, st, se, temps)
         print(f"leave-one-article-out macro-F1: stance {metrics['stance']['macro_f1']:.3f}, sentiment {metrics['sentiment']['macro_f1']:.3f}")
-    train = concatenate_datasets([pairs, synthetic]) if synthetic is not None and config.synthetic else pairs
-    model = fit(config, train, tokenizer, desc="final model")
+    else:
+        model = fit(config, train, tokenizer, desc="final model")
     model.stance_temperature.fill_(temps["stance"])
     model.sentiment_temperature.fill_(temps["sentiment"])
     tag = register(model, tokenizer, config, metrics, temps, train_seconds=time.perf_counter() - t0)
