@@ -42,7 +42,7 @@ train: $(VENV)/.installed ## fine-tune and register stance_classifier in the Ben
 evaluate: $(VENV)/.installed ## leave-one-article-out evaluation with baselines -> reports/
 	$(PY) -m training.evaluate $(ARGS)
 
-serve: $(VENV)/.installed ## serve the HTTP API on 127.0.0.1:$$PORT (default 3000), training a model first if the store has none
+serve: $(VENV)/.installed ## serve the HTTP API on 127.0.0.1, port PORT (default 3000), training a model first if the store has none
 	@$(PY) -m serving.store --exists $(MODEL) || $(MAKE) train
 	$(PY) -m serving.serve --port $(PORT)
 
