@@ -82,7 +82,9 @@ class Registry:
                 patterns.append(f"{flags}{body})" if flags else body)
         # Longest alternatives first; boundaries stop "US" matching inside "USA" or "Bruce" in "Bruces".
         patterns.sort(key=len, reverse=True)
-        self._pattern = re.compile(r"(?<![\w])(?:%s)(?![\w])" % "|".join(patterns))
+        # The match sits in a lookahead, so finditer reports one at every start position,
+        # overlapping ones included (at each position the longest alias is tried first).
+        self._pattern = re.compile(r"(?<![\w])(?=((?:%s)(?![\w])))" % "|".join(patterns))
 
     def __contains__(self, name: str) -> bool:
         return name in self.actors
@@ -94,12 +96,7 @@ class Registry:
     def find_all(self, sentence: str) -> list[Mention]:
         """Every actor mention, left to right; where candidates overlap the longest wins."""
         folded, index = _fold(sentence)
-        candidates = []
-        for start in range(len(folded)):
-            # Overlapping search: re.finditer would skip matches that start inside another.
-            m = self._pattern.match(folded, start)
-            if m and (start == 0 or not folded[start - 1].isalnum()):
-                candidates.append((start, m.end()))
+        candidates = [m.span(1) for m in self._pattern.finditer(folded)]
         chosen: list[tuple[int, int]] = []
         for s, e in sorted(candidates, key=lambda se: (se[0] - se[1], se[0])):
             if all(e <= cs or s >= ce for cs, ce in chosen):

@@ -27,7 +27,7 @@ from training.baselines import run_baselines  # noqa: E402
 from training.calibration import apply_temperature, fit_temperature  # noqa: E402
 from training.config import add_config_args, config_from_args  # noqa: E402
 from training.data import load_challenge, load_pairs, load_synthetic  # noqa: E402
-from training.metrics import summarize, task_scores  # noqa: E402
+from training.metrics import sentence_level, summarize, task_scores  # noqa: E402
 from training.train import crossval  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,11 +40,8 @@ def _scores(ds, stance: np.ndarray | None = None, sentiment: np.ndarray | None =
     if stance is not None:
         out["stance"] = task_scores(ds["stance_id"], stance.argmax(1), STANCE, n_boot)
     if sentiment is not None:
-        first = {}
-        for i, s in enumerate(ds["sentence"]):
-            first.setdefault(s, i)
-        idx = np.array(list(first.values()))
-        out["sentiment"] = task_scores(np.asarray(ds["sentiment_id"])[idx], sentiment[idx].argmax(1), SENTIMENT, n_boot)
+        y, probs, _ = sentence_level(ds, sentiment)
+        out["sentiment"] = task_scores(y, probs.argmax(1), SENTIMENT, n_boot)
     return out
 
 
