@@ -18,20 +18,21 @@ export BENTOML_HOME ?= $(CURDIR)/bentoml_home
 export BENTOML_DO_NOT_TRACK := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install validate train evaluate serve score build test test-fast bench-serve bench-score clean
+.PHONY: help install validate train evaluate serve score build test test-fast bench-serve bench-score bench-scale clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # torch is pinned to a CPU build first: an unpinned torch pulls a multi-GB CUDA build.
+# The scale extra (Ray) is installed too, so the tests of `stance score --engine ray` run.
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,scale]'
 	@touch $@
 
-install: $(VENV)/.installed ## create .venv and install the project and its dev tools
+install: $(VENV)/.installed ## create .venv and install the project, its dev tools and Ray
 
 validate: $(VENV)/.installed ## check the annotation files against labels, registry and articles
 	$(PY) -m training.validate
@@ -64,6 +65,9 @@ bench-serve: $(VENV)/.installed ## benchmark the HTTP service against the raw mo
 
 bench-score: $(VENV)/.installed ## benchmark `stance score` against the raw model and a HF pipeline
 	$(PY) benchmarks/bench_score.py $(ARGS)
+
+bench-scale: $(VENV)/.installed ## benchmark `stance score` on Ray (local mode) against the local engine
+	$(PY) benchmarks/bench_scale.py $(ARGS)
 
 clean: ## remove generated reports and caches (keeps .venv and the model store)
 	rm -rf reports .pytest_cache build dist

@@ -16,7 +16,9 @@ sentence, and identical copies would flatter the CLI against the raw pass.
    actors, load the model from the store, predict, write the CSV.
 2. raw — the same model's forward passes alone, batched: ``Predictor.stance_probs`` on every
    pair (actor, sentence, span) and ``Predictor.sentiment_probs`` on every sentence, i.e.
-   exactly the forward work the CLI needs, with nothing around it.
+   exactly the forward work the CLI needs, with nothing around it; once with the backend
+   the CLI uses (ONNX Runtime for a model saved with ``encoder.onnx``) and once with
+   PyTorch. Their labels are compared pair by pair.
 3. pipeline — ``transformers.pipeline("text-classification")`` on the same encoder and
    inputs: an ``AutoModelForSequenceClassification`` (BERT, num_labels=3) built from the
    saved model's ``encoder/`` config and tokenizer, with the encoder weights copied from its
@@ -25,7 +27,7 @@ sentence, and identical copies would flatter the CLI against the raw pass.
    marked) and each sentence alone, with the same --batch-size.
 
 Each method runs --repeats times (best time kept: the machine may be shared). Ratios:
-score / raw (goal >= 0.8) and score / pipeline (goal >= 2).
+score / raw on the CLI's backend (goal >= 0.8) and score / pipeline (goal >= 2).
 
 Without a trained model in the store the run uses the pretrained all-MiniLM-L6-v2 encoder
 with untrained heads, registered in a temporary store: the same network and size as a
@@ -77,6 +79,18 @@ def register_stand_in(kind: str) -> str:
         config = load_config(None)
         model = build_model(config, tokenizer)
     return register(model.eval(), tokenizer, config, {}, {"stance": 1.0, "sentiment": 1.0}, 0.0)
+
+
+def choose_model(tag: str, tiny: bool) -> tuple[str, str]:
+    """The model to time, and what it is: the tiny test model, ``tag`` if the store has
+    it, else a stand-in of the same size."""
+    if tiny:
+        return register_stand_in("tiny"), "the tiny 1-layer test model: a FUNCTIONAL CHECK, not a speed figure"
+    if store_has(tag):
+        return tag, "the trained model in the store"
+    print(f"no {tag} in the store at {os.environ.get('BENTOML_HOME', '~/bentoml')}: using all-MiniLM-L6-v2 "
+          "with untrained heads in a temporary store (same network, so the same speed; meaningless labels)")
+    return register_stand_in("minilm"), "pretrained all-MiniLM-L6-v2 with UNTRAINED heads (throughput only)"
 
 
 def build_input(path: Path, min_pairs: int) -> tuple[list[str], int]:
@@ -139,7 +153,7 @@ def int8_predictor(predictor):
         warnings.simplefilter("ignore")  # torch.ao's deprecation notice
         model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(predictor.model), {torch.nn.Linear}, dtype=torch.qint8)
     return Predictor(model, predictor.tokenizer, predictor.meta, predictor.tag, predictor.registry,
-                     predictor.batch_size, predictor.max_length)
+                     predictor.batch_size, predictor.max_length)  # the PyTorch encoder: int8 is a torch.ao model
 
 
 def hf_classifier(model_dir: Path):
@@ -188,17 +202,11 @@ def main(argv=None) -> int:
                                                             "and its label agreement with the float model")
     args = parser.parse_args(argv)
 
-    if args.tiny:
-        tag, what = register_stand_in("tiny"), "the tiny 1-layer test model: a FUNCTIONAL CHECK, not a speed figure"
-    elif store_has(args.model):
-        tag, what = args.model, "the trained model in the store"
-    else:
-        print(f"no {args.model} in the store at {os.environ.get('BENTOML_HOME', '~/bentoml')}: using all-MiniLM-L6-v2 "
-              "with untrained heads in a temporary store (same network, so the same speed; meaningless labels)")
-        tag, what = register_stand_in("minilm"), "pretrained all-MiniLM-L6-v2 with UNTRAINED heads (throughput only)"
+    tag, what = choose_model(args.model, args.tiny)
 
     import torch
 
+    from model.onnx_encoder import OnnxEncoder
     from model.predictor import Item
     from serving.store import get_model, load_predictor
 
@@ -213,18 +221,24 @@ def main(argv=None) -> int:
               f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of {args.repeats}\n")
 
         start = time.perf_counter()
-        predictor = load_predictor(tag, batch_size=args.batch_size)
+        predictor = load_predictor(tag, batch_size=args.batch_size)  # what the CLI loads
         load_seconds = time.perf_counter() - start
-        predictor.predict([Item(s) for s in sentences[:64]])  # warm-up
+        backend = "ONNX Runtime" if isinstance(predictor.encoder, OnnxEncoder) else "PyTorch"
+        torch_predictor = load_predictor(tag, batch_size=args.batch_size, backend="torch")
+        for p in (predictor, torch_predictor):
+            p.predict([Item(s) for s in sentences[:64]])  # warm-up
         # The pairs the CLI scores: every registry actor of every sentence (detection not timed here).
         rows = [(t.actor, s, t.span) for s in sentences for t in predictor.targets(Item(s))]
         assert len(rows) == n_pairs, (len(rows), n_pairs)
 
-        float_out, int8_out = {}, {}
+        outputs = {"torch": {}, "cli": {}, "int8": {}}
+        raw_cli = f"raw forward, {backend} (the CLI's)"
         methods = {"stance score (in process, end to end)": cli_method(tag, input_path, out, args.batch_size),
-                   "raw forward (Predictor, batched)": raw_method(predictor, rows, sentences, float_out)}
+                   raw_cli: raw_method(predictor, rows, sentences, outputs["cli"])}
+        if backend != "PyTorch":
+            methods["raw forward, PyTorch"] = raw_method(torch_predictor, rows, sentences, outputs["torch"])
         if args.int8:
-            methods["raw forward, dynamic int8"] = raw_method(int8_predictor(predictor), rows, sentences, int8_out)
+            methods["raw forward, PyTorch dynamic int8"] = raw_method(int8_predictor(torch_predictor), rows, sentences, outputs["int8"])
         if not args.skip_pipeline:
             methods["HF pipeline(text-classification)"] = pipeline_method(
                 Path(bento_model.path), rows, sentences, args.batch_size, predictor.max_length)
@@ -234,16 +248,24 @@ def main(argv=None) -> int:
     for name, seconds in times.items():
         print(f"{name:<44}{seconds:>9.2f}{n_pairs / seconds:>10.1f}")
     print(f"(loading the model from the store, inside the CLI's time: {load_seconds:.2f} s)\n")
-    cli, raw = times["stance score (in process, end to end)"], times["raw forward (Predictor, batched)"]
+    cli, raw = times["stance score (in process, end to end)"], times[raw_cli]
     ok = lambda good: "ok" if good else "MISSED"
-    print(f"stance score / raw      = {raw / cli:.2f}   goal >= 0.80  {ok(raw / cli >= 0.8)}")
+    print(f"stance score / raw {backend:<12} = {raw / cli:.2f}   goal >= 0.80  {ok(raw / cli >= 0.8)}")
     if "HF pipeline(text-classification)" in times:
         pipe = times["HF pipeline(text-classification)"]
-        print(f"stance score / pipeline = {pipe / cli:.2f}   goal >= 2.00  {ok(pipe / cli >= 2)}")
+        print(f"stance score / pipeline          = {pipe / cli:.2f}   goal >= 2.00  {ok(pipe / cli >= 2)}")
+
+    def agreement(other: str) -> str:
+        base = outputs["torch"] or outputs["cli"]
+        return ", ".join(f"{task} {float((base[task] == outputs[other][task]).float().mean()):.4f}" for task in ("stance", "sentiment"))
+
+    if backend != "PyTorch":
+        print(f"stance score / raw PyTorch       = {times['raw forward, PyTorch'] / cli:.2f}; "
+              f"{backend} labels equal to PyTorch's: {agreement('cli')}")
     if args.int8:
-        agree = {task: float((float_out[task] == int8_out[task]).float().mean()) for task in ("stance", "sentiment")}
-        print(f"int8 / float raw        = {raw / times['raw forward, dynamic int8']:.2f}; label agreement with float: "
-              f"stance {agree['stance']:.3f}, sentiment {agree['sentiment']:.3f}")
+        torch_time = times.get("raw forward, PyTorch", raw)
+        print(f"int8 / float PyTorch raw         = {torch_time / times['raw forward, PyTorch dynamic int8']:.2f}"
+              f"; int8 labels equal to float PyTorch's: {agreement('int8')}")
     if args.tiny:
         print("\n(tiny model: a functional check; these ratios say nothing about the real model)")
     return 0

@@ -4,8 +4,9 @@
     predictor.predict([Item("Kyiv rejected the Riyadh talks.")])
 
 A saved model is a folder: ``model.safetensors`` (all weights), ``encoder/`` (encoder
-config and tokenizer, so loading needs no hub), and ``meta.json`` (labels, hashes,
-config, metrics, versions). Loading refuses a model whose labels differ from the code's.
+config and tokenizer, so loading needs no hub), ``encoder.onnx`` (the encoder for ONNX
+Runtime, see model/onnx_encoder.py) and ``meta.json`` (labels, hashes, config, metrics,
+versions). Loading refuses a model whose labels differ from the code's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
+from model import onnx_encoder
 from model.actors import Registry, load_registry
 from model.encoding import encode_sentences, encode_stance
 from model.labels import SENTIMENT, STANCE
@@ -57,6 +59,19 @@ def check_labels(meta: dict, where: str) -> None:
             )
 
 
+# Sentences the ONNX export is checked on when a model is saved: actors of every kind,
+# several per sentence, short and long, so the batch has real padding.
+PROBES = [
+    Item("Rubio said the talks in Riyadh were a first step toward ending the war."),
+    Item("Zelensky rejected any deal made without Ukraine, while Lavrov praised the meeting."),
+    Item("European leaders complained that they had been left out of the negotiations in Saudi Arabia."),
+    Item("China welcomed the contacts.", actor="China"),
+    Item("The Kremlin's envoy Kirill Dmitriev, who heads Russia's sovereign wealth fund, said US companies "
+         "could return to the Russian market once sanctions are eased, a prospect Kyiv views with alarm."),
+    Item("The talks lasted four and a half hours."),
+]
+
+
 def save_model(model: StanceSentimentModel, tokenizer, meta: dict, path: str | Path) -> None:
     path = Path(path)
     (path / "encoder").mkdir(parents=True, exist_ok=True)
@@ -65,13 +80,39 @@ def save_model(model: StanceSentimentModel, tokenizer, meta: dict, path: str | P
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path / "model.safetensors"))
     meta = {**meta, "labels": {"stance": list(STANCE), "sentiment": list(SENTIMENT)}}
+    onnx_path = onnx_encoder.export(model, tokenizer, path)
+    meta["onnx_max_prob_diff"] = check_onnx(Predictor(model, tokenizer), onnx_encoder.OnnxEncoder(onnx_path))
     (path / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
 
 
+def check_onnx(predictor: "Predictor", encoder) -> float:
+    """Largest probability difference between the PyTorch and the ONNX encoder on PROBES.
+    Raises if it exceeds onnx_encoder.TOLERANCE, or if a label differs where PyTorch's
+    top two probabilities are not tied within that tolerance."""
+    fast = Predictor(predictor.model, predictor.tokenizer, predictor.meta, predictor.tag, predictor.registry,
+                     predictor.batch_size, predictor.max_length, encoder=encoder)
+    diff = 0.0
+    for a, b in zip(predictor.predict(PROBES), fast.predict(PROBES)):
+        outputs = [(a["sentiment_probs"], b["sentiment_probs"])]
+        outputs += [(x["stance_probs"], y["stance_probs"]) for x, y in zip(a["actors"], b["actors"])]
+        for ref, got in outputs:
+            diff = max(diff, *(abs(ref[k] - got[k]) for k in ref))
+            top, second = sorted(ref.values(), reverse=True)[:2]
+            label_differs = max(ref, key=ref.get) != max(got, key=got.get) and top - second > onnx_encoder.TOLERANCE
+            if label_differs or diff > onnx_encoder.TOLERANCE:
+                raise RuntimeError(f"the ONNX export disagrees with PyTorch on {a['sentence']!r}: {ref} vs {got}")
+    return diff
+
+
 class Predictor:
+    """``encoder`` maps a batch from model.encoding to hidden states: the model's own
+    PyTorch encoder by default, or an ``OnnxEncoder`` (what ``load`` picks when it can)."""
+
     def __init__(self, model: StanceSentimentModel, tokenizer, meta: dict | None = None, tag: str = "local",
-                 registry: Registry | None = None, batch_size: int = 32, max_length: int = MAX_LENGTH):
+                 registry: Registry | None = None, batch_size: int = 32, max_length: int = MAX_LENGTH,
+                 encoder: Callable[[dict], torch.Tensor] | None = None):
         self.model = model.eval()
+        self.encoder = encoder or (lambda enc: model.hidden(enc["attention_mask"], enc["input_ids"], enc.get("token_type_ids")))
         self.tokenizer = tokenizer
         self.meta = meta or {}
         self.tag = tag
@@ -80,7 +121,11 @@ class Predictor:
         self.max_length = max_length
 
     @classmethod
-    def load(cls, path: str | Path, tag: str = "local", **kwargs) -> "Predictor":
+    def load(cls, path: str | Path, tag: str = "local", backend: str = "auto", **kwargs) -> "Predictor":
+        """backend: "onnx", "torch", or "auto" (ONNX Runtime when the model has an export,
+        as every model saved by this code has; else PyTorch)."""
+        if backend not in ("auto", "onnx", "torch"):
+            raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', not {backend!r}")
         path = Path(path)
         meta_file = path / "meta.json"
         if not meta_file.exists():
@@ -90,6 +135,9 @@ class Predictor:
         model = StanceSentimentModel.from_encoder_config(str(path / "encoder"))
         model.load_state_dict(load_file(str(path / "model.safetensors")))
         tokenizer = AutoTokenizer.from_pretrained(str(path / "encoder"))
+        onnx_file = path / onnx_encoder.FILE
+        if backend == "onnx" or (backend == "auto" and onnx_file.exists()):
+            kwargs["encoder"] = onnx_encoder.OnnxEncoder(onnx_file)
         return cls(model, tokenizer, meta, tag, **kwargs)
 
     # -- which actors a request is about ------------------------------------------------
@@ -119,7 +167,8 @@ class Predictor:
         for idx in _length_batches([r[1] for r in rows], self.batch_size):
             batch = [rows[i] for i in idx]
             enc = encode_stance(self.tokenizer, [r[0] for r in batch], [r[1] for r in batch], [r[2] for r in batch], self.max_length)
-            logits = self.model.stance_logits(**enc) / self.model.stance_temperature
+            logits = self.model.stance_from_hidden(self.encoder(enc), enc["attention_mask"], enc["span_mask"])
+            logits = logits / self.model.stance_temperature
             out[idx] = logits.softmax(-1)
         return out
 
@@ -128,7 +177,8 @@ class Predictor:
         out = torch.empty(len(sentences), len(SENTIMENT))
         for idx in _length_batches(sentences, self.batch_size):
             enc = encode_sentences(self.tokenizer, [sentences[i] for i in idx], self.max_length)
-            logits = self.model.sentiment_logits(**enc) / self.model.sentiment_temperature
+            logits = self.model.sentiment_from_hidden(self.encoder(enc), enc["attention_mask"])
+            logits = logits / self.model.sentiment_temperature
             out[idx] = logits.softmax(-1)
         return out
 

