@@ -156,6 +156,25 @@ def int8_predictor(predictor):
                      predictor.batch_size, predictor.max_length)  # the PyTorch encoder: int8 is a torch.ao model
 
 
+def challenge_quality(predictors: dict) -> str:
+    """Macro-F1 of each predictor on the held-out challenge set (data/annotations/challenge.jsonl):
+    what int8 costs in quality, not only in agreement."""
+    from sklearn.metrics import f1_score
+
+    from training.config import load_config
+    from training.data import load_challenge
+    from training.metrics import sentence_level
+    from training.train import predict_dataset
+
+    ds, lines = load_challenge(), ["challenge set macro-F1 (stance / sentiment):"]
+    for name, p in predictors.items():
+        stance, sentiment = predict_dataset(p.model, p.tokenizer, ds, load_config())
+        y, probs, _ = sentence_level(ds, sentiment)
+        lines.append(f"  {name:<16} {f1_score(ds['stance_id'], stance.argmax(1), average='macro'):.3f} / "
+                     f"{f1_score(y, probs.argmax(1), average='macro'):.3f}")
+    return "\n".join(lines)
+
+
 def hf_classifier(model_dir: Path):
     """AutoModelForSequenceClassification on the saved model's encoder (weights copied)."""
     from safetensors.torch import load_file
@@ -237,8 +256,9 @@ def main(argv=None) -> int:
                    raw_cli: raw_method(predictor, rows, sentences, outputs["cli"])}
         if backend != "PyTorch":
             methods["raw forward, PyTorch"] = raw_method(torch_predictor, rows, sentences, outputs["torch"])
-        if args.int8:
-            methods["raw forward, PyTorch dynamic int8"] = raw_method(int8_predictor(torch_predictor), rows, sentences, outputs["int8"])
+        quantised = int8_predictor(torch_predictor) if args.int8 else None
+        if quantised:
+            methods["raw forward, PyTorch dynamic int8"] = raw_method(quantised, rows, sentences, outputs["int8"])
         if not args.skip_pipeline:
             methods["HF pipeline(text-classification)"] = pipeline_method(
                 Path(bento_model.path), rows, sentences, args.batch_size, predictor.max_length)
@@ -266,6 +286,7 @@ def main(argv=None) -> int:
         torch_time = times.get("raw forward, PyTorch", raw)
         print(f"int8 / float PyTorch raw         = {torch_time / times['raw forward, PyTorch dynamic int8']:.2f}"
               f"; int8 labels equal to float PyTorch's: {agreement('int8')}")
+        print(challenge_quality({"float (PyTorch)": torch_predictor, "int8": quantised}))
     if args.tiny:
         print("\n(tiny model: a functional check; these ratios say nothing about the real model)")
     return 0

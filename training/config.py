@@ -38,6 +38,8 @@ class TrainConfig:
     class_weights: bool = _f(True, "weight the losses by inverse class frequency (the real data is ~75% neutral)")
     synthetic: bool = _f(True, "add data/annotations/synthetic.jsonl to the training side (never to a test fold)")
     sentiment_weight: float = _f(1.0, "weight of the sentiment loss against the stance loss")
+    ema: float = _f(0.0, "keep an exponential moving average of the weights with this decay per step "
+                          "(e.g. 0.99, about the last 100 steps); 0 = keep the last weights")
     seed: int = _f(13, "seed for weights, shuffling and dropout; runs are deterministic on CPU")
     threads: int = _f(2, "torch CPU threads in all")
     workers: int = _f(2, "cross-validation folds trained in parallel processes, sharing the threads "
@@ -50,8 +52,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "max_length", "threads", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.warmup_ratio < 1 or not 0 <= self.dropout < 1:
-            raise ValueError("warmup_ratio and dropout must be in [0, 1)")
+        if not 0 <= self.warmup_ratio < 1 or not 0 <= self.dropout < 1 or not 0 <= self.ema < 1:
+            raise ValueError("warmup_ratio, dropout and ema must be in [0, 1)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

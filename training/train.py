@@ -160,6 +160,10 @@ def fit(config: TrainConfig, train: Dataset, tokenizer, desc: str = "train") -> 
     # this 0.780 (training/EXPERIMENTS.md, rows 6 and 7).
     sent_batch_size = max(1, round(config.batch_size * len(sentences) / len(pairs)))
     sent_batches: list[list[int]] = []
+    trained = [p for p in model.parameters() if p.requires_grad]
+    # Polyak averaging: the model that is kept is an exponential moving average of the
+    # weights over the last steps, less dependent on where the last few batches left it.
+    average = [p.detach().clone() for p in trained] if config.ema else None
     step = 0
     bar = tqdm(total=total, desc=desc, unit="step", leave=False)
     for epoch in range(config.epochs):
@@ -178,11 +182,19 @@ def fit(config: TrainConfig, train: Dataset, tokenizer, desc: str = "train") -> 
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optim.step()
+            if average:
+                with torch.no_grad():
+                    for a, p in zip(average, trained):
+                        a.lerp_(p, 1 - config.ema)
             sched.step()
             step += 1
             bar.update(1)
             bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{loss.item():.3f}")
     bar.close()
+    if average:
+        with torch.no_grad():
+            for p, a in zip(trained, average):
+                p.copy_(a)
     for module in frozen:
         module.requires_grad_(True)
     return model.eval()
