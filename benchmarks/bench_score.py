@@ -147,13 +147,10 @@ def int8_predictor(predictor):
 
     import torch
 
-    from model.predictor import Predictor
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's deprecation notice
         model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(predictor.model), {torch.nn.Linear}, dtype=torch.qint8)
-    return Predictor(model, predictor.tokenizer, predictor.meta, predictor.tag, predictor.registry,
-                     predictor.batch_size, predictor.max_length)  # the PyTorch encoder: int8 is a torch.ao model
+    return predictor.with_parts(model)  # its own PyTorch encoder: int8 is a torch.ao model
 
 
 def challenge_quality(predictors: dict) -> str:

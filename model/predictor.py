@@ -72,6 +72,16 @@ PROBES = [
 ]
 
 
+def read_meta(path: str | Path) -> dict:
+    """The metadata of a saved model, its labels checked against the code's."""
+    meta_file = Path(path) / "meta.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{path} is not a saved stance model (no meta.json); train one with `make train`")
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    check_labels(meta, f"at {path}")
+    return meta
+
+
 def save_model(model: StanceSentimentModel, tokenizer, meta: dict, path: str | Path) -> None:
     path = Path(path)
     (path / "encoder").mkdir(parents=True, exist_ok=True)
@@ -89,8 +99,7 @@ def check_onnx(predictor: "Predictor", encoder) -> float:
     """Largest probability difference between the PyTorch and the ONNX encoder on PROBES.
     Raises if it exceeds onnx_encoder.TOLERANCE, or if a label differs where PyTorch's
     top two probabilities are not tied within that tolerance."""
-    fast = Predictor(predictor.model, predictor.tokenizer, predictor.meta, predictor.tag, predictor.registry,
-                     predictor.batch_size, predictor.max_length, encoder=encoder)
+    fast = predictor.with_parts(encoder=encoder)
     diff = 0.0
     for a, b in zip(predictor.predict(PROBES), fast.predict(PROBES)):
         outputs = [(a["sentiment_probs"], b["sentiment_probs"])]
@@ -120,6 +129,12 @@ class Predictor:
         self.batch_size = batch_size
         self.max_length = max_length
 
+    def with_parts(self, model: StanceSentimentModel | None = None, encoder=None) -> "Predictor":
+        """This predictor around another model and/or encoder (by default the model's own
+        PyTorch encoder), with the same tokenizer, registry and settings."""
+        return Predictor(model or self.model, self.tokenizer, self.meta, self.tag, self.registry,
+                         self.batch_size, self.max_length, encoder=encoder)
+
     @classmethod
     def load(cls, path: str | Path, tag: str = "local", backend: str = "auto", **kwargs) -> "Predictor":
         """backend: "onnx", "torch", or "auto" (ONNX Runtime when the model has an export,
@@ -127,11 +142,7 @@ class Predictor:
         if backend not in ("auto", "onnx", "torch"):
             raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', not {backend!r}")
         path = Path(path)
-        meta_file = path / "meta.json"
-        if not meta_file.exists():
-            raise FileNotFoundError(f"{path} is not a saved stance model (no meta.json); train one with `make train`")
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        check_labels(meta, f"at {path}")
+        meta = read_meta(path)
         model = StanceSentimentModel.from_encoder_config(str(path / "encoder"))
         model.load_state_dict(load_file(str(path / "model.safetensors")))
         tokenizer = AutoTokenizer.from_pretrained(str(path / "encoder"))

@@ -45,7 +45,6 @@ run); write tasks with a fraction of a CPU each started a worker process per tas
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 import sys
@@ -86,14 +85,11 @@ def require_ray() -> None:
 def load_model_files(tag: str) -> tuple[dict[str, bytes], str]:
     """The model's folder as {relative path: bytes}, read from the store once, and its full
     tag. The labels are checked here too, so a wrong model fails before Ray starts."""
-    from model.predictor import check_labels
+    from model.predictor import read_meta
 
     bento_model = get_model(tag)
     root = Path(bento_model.path)
-    meta = root / "meta.json"
-    if not meta.exists():
-        raise FileNotFoundError(f"{root} is not a saved stance model (no meta.json); train one with `make train`")
-    check_labels(json.loads(meta.read_text(encoding="utf-8")), f"at {root}")
+    read_meta(root)
     files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
     return files, str(bento_model.tag)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import random
 import time
 
@@ -83,11 +84,16 @@ def _cached_inputs(model, k: int, texts: list, encode) -> list[dict]:
     return items
 
 
+def _length(item: dict) -> int:
+    """Tokens in one cached training example (every tensor in it has that length)."""
+    return len(next(iter(item.values())))
+
+
 def _collate(items: list[dict]) -> dict:
-    n = max(len(next(iter(it.values()))) for it in items)
+    n = max(map(_length, items))
     out = {key: torch.stack([torch.nn.functional.pad(it[key], (0, 0, 0, n - len(it[key])) if it[key].dim() == 2 else (0, n - len(it[key])))
                              for it in items]) for key in items[0]}
-    out["attention_mask"] = torch.stack([(torch.arange(n) < len(next(iter(it.values())))).long() for it in items])
+    out["attention_mask"] = torch.stack([(torch.arange(n) < _length(it)).long() for it in items])
     return out
 
 
@@ -108,15 +114,14 @@ def _chunks(seq, n):
 
 # Examples are shuffled, then sorted by length within pools of this many batches, and the
 # batches shuffled: a batch pads to its longest member, and on CPU every pad token costs
-# as much as a real one. (0 = plain shuffled batches.)
+# as much as a real one. A pool is a whole number of batches, so an epoch still has
+# ceil(examples / batch size) of them.
 SORTISH_POOL = 50
 
 
 def sortish_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
     order = list(range(len(lengths)))
     rng.shuffle(order)
-    if not SORTISH_POOL:
-        return _chunks(order, batch_size)
     batches = []
     for pool in _chunks(order, SORTISH_POOL * batch_size):
         batches += _chunks(sorted(pool, key=lengths.__getitem__), batch_size)
@@ -140,10 +145,8 @@ def fit(config: TrainConfig, train: Dataset, tokenizer, desc: str = "train") -> 
     sent_items = _cached_inputs(model, k, sentences, lambda c: encode_sentences(tokenizer, c, config.max_length))
     model.train()
 
-    pair_lengths = [len(next(iter(it.values()))) for it in stance_items]
-    sent_lengths = [len(next(iter(it.values()))) for it in sent_items]
-    steps_per_epoch = len(sortish_batches(pair_lengths, config.batch_size, random.Random(0)))
-    total = steps_per_epoch * config.epochs
+    pair_lengths, sent_lengths = list(map(_length, stance_items)), list(map(_length, sent_items))
+    total = math.ceil(len(pairs) / config.batch_size) * config.epochs
     if config.max_steps:
         total = min(total, config.max_steps)
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
