@@ -78,12 +78,16 @@ class StanceSentimentModel(nn.Module):
             hidden = out[0] if isinstance(out, tuple) else out
         return hidden
 
-    def stance_from_hidden(self, hidden, attention_mask, span_mask):
+    def stance_features(self, hidden, attention_mask, span_mask):
+        """What the stance head reads: the whole input and the marked span, pooled."""
         whole = mean_pool(hidden, attention_mask)
         # No marked span (a free-text actor absent from the sentence): fall back to the whole.
         has_span = span_mask.sum(1, keepdim=True) > 0
         span = torch.where(has_span, mean_pool(hidden, span_mask), whole)
-        return self.stance_head(self.dropout(torch.cat([whole, span], dim=-1)))
+        return torch.cat([whole, span], dim=-1)
+
+    def stance_from_hidden(self, hidden, attention_mask, span_mask):
+        return self.stance_head(self.dropout(self.stance_features(hidden, attention_mask, span_mask)))
 
     def sentiment_from_hidden(self, hidden, attention_mask):
         return self.sentiment_head(self.dropout(mean_pool(hidden, attention_mask)))

@@ -106,6 +106,52 @@ def test_training_learns_the_tiny_set(tokenizer):
     assert (stance.argmax(1) == np.array(ds["stance_id"])).mean() >= 0.8
 
 
+def test_contrastive_loss_prefers_features_grouped_by_label():
+    import torch
+
+    from training.train import supervised_contrastive
+
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    grouped = torch.eye(3).repeat_interleave(2, dim=0) + 0.01 * torch.randn(6, 3)
+    mixed = grouped[[0, 2, 4, 1, 3, 5]]
+    assert supervised_contrastive(grouped, labels) < supervised_contrastive(mixed, labels)
+    # A batch where no example has a partner of its label has nothing to pull together.
+    assert supervised_contrastive(torch.randn(3, 4, requires_grad=True), torch.tensor([0, 1, 2])).item() == 0
+
+
+def test_contrastive_pre_fine_tuning_groups_the_stance_features(tokenizer):
+    """The SetFit-style stage must move the encoder so that pairs with the same stance get
+    closer: its own loss on the training set falls."""
+    import torch
+
+    import training.train as train
+
+    ds = tiny_dataset()
+    seen = {}
+
+    def loss_of(model):
+        items = train._cached_inputs(model, 0, list(zip(ds["actor"], ds["sentence"], zip(ds["mention_start"], ds["mention_end"]))),
+                                     lambda c: train.encode_stance(tokenizer, [p[0] for p in c], [p[1] for p in c], [p[2] for p in c], 64))
+        with torch.no_grad():
+            return train.supervised_contrastive(train._forward(model, 0, train._collate(items), "stance_features"),
+                                                torch.tensor(ds["stance_id"])).item()
+
+    real_pre = train._pre_fine_tune
+
+    def spy(config, model, *args):
+        seen["before"] = loss_of(model)
+        real_pre(config, model, *args)
+        seen["after"] = loss_of(model)
+        model.train()
+
+    train._pre_fine_tune = spy
+    try:
+        train.fit(tiny_config(frozen_layers=0, contrastive_epochs=20, batch_size=12, lr=3e-3, max_steps=1), ds, tokenizer)
+    finally:
+        train._pre_fine_tune = real_pre
+    assert seen["after"] < seen["before"] - 0.05
+
+
 def test_crossval_never_tests_on_a_training_article(tokenizer, monkeypatch):
     import training.train as train
 

@@ -38,6 +38,10 @@ class TrainConfig:
     class_weights: bool = _f(True, "weight the losses by inverse class frequency (the real data is ~75% neutral)")
     synthetic: bool = _f(True, "add data/annotations/synthetic.jsonl to the training side (never to a test fold)")
     sentiment_weight: float = _f(1.0, "weight of the sentiment loss against the stance loss")
+    contrastive: float = _f(0.5, "weight of a supervised contrastive loss on the stance features, added to the stance loss: "
+                                  "pairs with the same stance are pulled together, others pushed apart (0 = off)")
+    contrastive_epochs: int = _f(0, "epochs of the same contrastive loss alone, before the heads are trained "
+                                    "(pre-fine-tuning in the manner of SetFit)")
     ema: float = _f(0.0, "keep an exponential moving average of the weights with this decay per step "
                           "(e.g. 0.99, about the last 100 steps); 0 = keep the last weights")
     seed: int = _f(13, "seed for weights, shuffling and dropout; runs are deterministic on CPU")
@@ -49,6 +53,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.encoder not in ("minilm", "tiny"):
             raise ValueError(f"encoder must be 'minilm' or 'tiny', got {self.encoder!r}")
+        if self.contrastive_epochs < 0 or self.contrastive < 0:
+            raise ValueError("contrastive_epochs and contrastive must not be negative")
         for name in ("epochs", "batch_size", "max_length", "threads", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

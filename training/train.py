@@ -103,8 +103,8 @@ def _forward(model, k: int, batch: dict, head: str):
         hidden = model.hidden(mask, start=k, hidden=batch["hidden"])
     else:
         hidden = model.hidden(mask, batch["input_ids"], batch.get("token_type_ids"))
-    if head == "stance":
-        return model.stance_from_hidden(hidden, mask, batch["span_mask"])
+    if head == "stance_features":
+        return model.stance_features(hidden, mask, batch["span_mask"])
     return model.sentiment_from_hidden(hidden, mask)
 
 
@@ -129,6 +129,50 @@ def sortish_batches(lengths: list[int], batch_size: int, rng: random.Random) -> 
     return batches
 
 
+CONTRASTIVE_TEMPERATURE = 0.1
+
+
+def supervised_contrastive(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al., 2020) over one batch: each example is
+    pulled towards the others of its label and pushed from the rest, by cosine similarity."""
+    z = torch.nn.functional.normalize(features, dim=-1)
+    sim = z @ z.T / CONTRASTIVE_TEMPERATURE
+    self_mask = torch.eye(len(z), dtype=torch.bool)
+    sim = sim.masked_fill(self_mask, float("-inf"))
+    log_prob = sim - sim.logsumexp(1, keepdim=True)
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    n_pos = positive.sum(1)
+    anchors = n_pos > 0
+    if not anchors.any():
+        return features.sum() * 0.0
+    per_anchor = log_prob.masked_fill(~positive, 0.0).sum(1)[anchors] / n_pos[anchors]
+    return -per_anchor.mean()
+
+
+def _pre_fine_tune(config, model, k, items, labels, lengths, rng, desc) -> None:
+    """SetFit-style stage: shape the encoder's stance features by label before any head
+    is trained, so the classifier starts from features where the labels already cluster."""
+    trained = [p for p in model.encoder.parameters() if p.requires_grad]
+    if not trained:  # every layer frozen (a 1-layer test model): nothing to shape
+        return
+    total = math.ceil(len(items) / config.batch_size) * config.contrastive_epochs
+    optim = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
+    sched = get_linear_schedule_with_warmup(optim, int(config.warmup_ratio * total), total)
+    bar = tqdm(total=total, desc=f"{desc}: contrastive", unit="step", leave=False)
+    for _ in range(config.contrastive_epochs):
+        for idx in sortish_batches(lengths, config.batch_size, rng):
+            feats = _forward(model, k, _collate([items[i] for i in idx]), "stance_features")
+            loss = supervised_contrastive(feats, torch.tensor([labels[i] for i in idx]))
+            optim.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trained, 1.0)
+            optim.step()
+            sched.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+
+
 def fit(config: TrainConfig, train: Dataset, tokenizer, desc: str = "train") -> StanceSentimentModel:
     seed_everything(config.seed, config.threads)
     model = build_model(config, tokenizer)
@@ -146,6 +190,8 @@ def fit(config: TrainConfig, train: Dataset, tokenizer, desc: str = "train") -> 
     model.train()
 
     pair_lengths, sent_lengths = list(map(_length, stance_items)), list(map(_length, sent_items))
+    if config.contrastive_epochs:
+        _pre_fine_tune(config, model, k, stance_items, stance_y, pair_lengths, rng, desc)
     total = math.ceil(len(pairs) / config.batch_size) * config.epochs
     if config.max_steps:
         total = min(total, config.max_steps)
@@ -173,8 +219,13 @@ def fit(config: TrainConfig, train: Dataset, tokenizer, desc: str = "train") -> 
         for idx in sortish_batches(pair_lengths, config.batch_size, rng):
             if step >= total:
                 break
-            logits = _forward(model, k, _collate([stance_items[i] for i in idx]), "stance")
-            loss = stance_loss(logits, torch.tensor([stance_y[i] for i in idx]))
+            feats = _forward(model, k, _collate([stance_items[i] for i in idx]), "stance_features")
+            y = torch.tensor([stance_y[i] for i in idx])
+            loss = stance_loss(model.stance_head(model.dropout(feats)), y)
+            if config.contrastive:
+                # Pairs with the same stance are pulled together in the features the head
+                # reads: the encoder learns what the cue words have in common across actors.
+                loss = loss + config.contrastive * supervised_contrastive(feats, y)
             # Sentiment is learned from whole sentences, cycling through them alongside the pairs.
             if not sent_batches:
                 sent_batches = sortish_batches(sent_lengths, sent_batch_size, rng)
