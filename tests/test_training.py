@@ -119,7 +119,17 @@ def test_contrastive_loss_prefers_features_grouped_by_label():
     assert supervised_contrastive(torch.randn(3, 4, requires_grad=True), torch.tensor([0, 1, 2])).item() == 0
 
 
-def test_contrastive_pre_fine_tuning_groups_the_stance_features(tokenizer):
+def test_contrastive_weight_changes_training(tokenizer):
+    from training.train import fit
+
+    # It acts on the encoder (the features the stance head reads), so train the encoder.
+    a = fit(tiny_config(contrastive=0.0, frozen_layers=0), tiny_dataset(), tokenizer)
+    b = fit(tiny_config(contrastive=0.5, frozen_layers=0), tiny_dataset(), tokenizer)
+    layer = "encoder.encoder.layer.0.output.dense.weight"
+    assert not np.array_equal(a.state_dict()[layer].numpy(), b.state_dict()[layer].numpy())
+
+
+def test_contrastive_pre_fine_tuning_groups_the_stance_features(tokenizer, monkeypatch):
     """The SetFit-style stage must move the encoder so that pairs with the same stance get
     closer: its own loss on the training set falls."""
     import torch
@@ -144,11 +154,8 @@ def test_contrastive_pre_fine_tuning_groups_the_stance_features(tokenizer):
         seen["after"] = loss_of(model)
         model.train()
 
-    train._pre_fine_tune = spy
-    try:
-        train.fit(tiny_config(frozen_layers=0, contrastive_epochs=20, batch_size=12, lr=3e-3, max_steps=1), ds, tokenizer)
-    finally:
-        train._pre_fine_tune = real_pre
+    monkeypatch.setattr(train, "_pre_fine_tune", spy)
+    train.fit(tiny_config(frozen_layers=0, contrastive_epochs=20, batch_size=12, lr=3e-3, max_steps=1), ds, tokenizer)
     assert seen["after"] < seen["before"] - 0.05
 
 
