@@ -91,9 +91,3 @@ class StanceSentimentModel(nn.Module):
 
     def sentiment_from_hidden(self, hidden, attention_mask):
         return self.sentiment_head(self.dropout(mean_pool(hidden, attention_mask)))
-
-    def stance_logits(self, input_ids, attention_mask, span_mask, token_type_ids=None):
-        return self.stance_from_hidden(self.hidden(attention_mask, input_ids, token_type_ids), attention_mask, span_mask)
-
-    def sentiment_logits(self, input_ids, attention_mask, token_type_ids=None):
-        return self.sentiment_from_hidden(self.hidden(attention_mask, input_ids, token_type_ids), attention_mask)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
@@ -43,6 +44,28 @@ class Engine(str, Enum):
 def _fail(message: str, code: int = 1):
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def _loading(model: str) -> Iterator[None]:
+    """Errors of loading ``model`` (on either engine) as one line, not a traceback."""
+    try:
+        yield
+    except ModelNotFound as e:
+        _fail(str(e))
+    except Exception as e:  # a malformed tag, a model saved by other code: say so in one line
+        _fail(f"cannot load model {model!r}: {e}")
+
+
+@contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """Errors of scoring into ``out`` as one line; the writers leave no partial output."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _fail(f"interrupted; {out} was not written", 130)
+    except OSError as e:
+        _fail(f"cannot write {out} ({e.strerror or e})")
 
 
 def _plural(n: int, word: str) -> str:
@@ -143,19 +166,11 @@ def score(
         start = time.perf_counter()  # Ray's start-up and the actors' model loading are part of its time
         n, tag, how = _score_on_ray(records, out, columns, types, model, batch_size, ray_address, workers, stats)
     else:
-        try:
+        with _loading(model):
             predictor = load_predictor(model, batch_size=batch_size)
-        except ModelNotFound as e:
-            _fail(str(e))
-        except Exception as e:  # a malformed tag, a model saved by other code: say so in one line
-            _fail(f"cannot load model {model!r}: {e}")
         start = time.perf_counter()
-        try:
+        with _writing(out):
             n = write_rows(out, columns, _scored_chunks(predictor, records, batch_size, stats), types)
-        except KeyboardInterrupt:
-            _fail(f"interrupted; {out} was not written", 130)
-        except OSError as e:
-            _fail(f"cannot write {out} ({e.strerror or e})")
         tag, how = predictor.tag, ""
     seconds = time.perf_counter() - start
     typer.echo(f"wrote {_plural(n, 'row')} to {out}: {_plural(stats['pairs'], 'pair')} and "
@@ -167,21 +182,14 @@ def _score_on_ray(records, out, columns, types, model, batch_size, address, work
     """`score` with --engine ray: the same records, chunks and output, scored by Ray actors."""
     from serving.scale import RayRun, RayUnavailable, load_model_files
 
-    try:
+    with _loading(model):
         files, tag = load_model_files(model)
-    except ModelNotFound as e:
-        _fail(str(e))
-    except Exception as e:  # as for the local engine: one line, not a traceback
-        _fail(f"cannot load model {model!r}: {e}")
     run = RayRun(files, tag, batch_size=batch_size, chunk=batch_size * BATCHES_PER_CALL, address=address, workers=workers)
-    try:
-        n = run.score(records, out, columns, types, stats)
-    except RayUnavailable as e:
-        _fail(str(e))
-    except KeyboardInterrupt:
-        _fail(f"interrupted; {out} was not written", 130)
-    except OSError as e:
-        _fail(f"cannot write {out} ({e.strerror or e})")
+    with _writing(out):
+        try:
+            n = run.score(records, out, columns, types, stats)
+        except RayUnavailable as e:
+            _fail(str(e))
     return n, tag, f"; on Ray, {_plural(run.workers, 'worker')} (Ray up in {run.startup:.1f}s)"
 
 

@@ -129,6 +129,14 @@ def sortish_batches(lengths: list[int], batch_size: int, rng: random.Random) -> 
     return batches
 
 
+def _optimise(loss, optim, sched, params: list) -> None:
+    optim.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optim.step()
+    sched.step()
+
+
 CONTRASTIVE_TEMPERATURE = 0.1
 
 
@@ -163,11 +171,7 @@ def _pre_fine_tune(config, model, k, items, labels, lengths, rng, desc) -> None:
         for idx in sortish_batches(lengths, config.batch_size, rng):
             feats = _forward(model, k, _collate([items[i] for i in idx]), "stance_features")
             loss = supervised_contrastive(feats, torch.tensor([labels[i] for i in idx]))
-            optim.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trained, 1.0)
-            optim.step()
-            sched.step()
+            _optimise(loss, optim, sched, trained)
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
@@ -232,15 +236,11 @@ def fit(config: TrainConfig, train: Dataset, tokenizer, desc: str = "train") -> 
             sidx = sent_batches.pop()
             logits = _forward(model, k, _collate([sent_items[i] for i in sidx]), "sentiment")
             loss = loss + config.sentiment_weight * sent_loss(logits, torch.tensor([sent_y[i] for i in sidx]))
-            optim.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optim.step()
+            _optimise(loss, optim, sched, trained)
             if average:
                 with torch.no_grad():
                     for a, p in zip(average, trained):
                         a.lerp_(p, 1 - config.ema)
-            sched.step()
             step += 1
             bar.update(1)
             bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{loss.item():.3f}")
