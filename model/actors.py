@@ -26,7 +26,11 @@ _LOCATIVE = {"in", "at", "from", "into", "across", "near", "inside", "outside", 
 _MODIFIED = {
     "war", "wars", "conflict", "crisis", "talks", "meeting", "meetings", "summit", "invasion",
     "peace", "settlement", "relations", "ties", "projects", "cooperation", "policy", "negotiations",
+    "agreement", "agreements", "accords", "format", "process", "track", "round",
 }
+# What may follow the last place of a list of places ("in Europe and Ukraine, ..."); a
+# verb instead ("in Riyadh, and Ukraine rejected ...") makes the conjunct a clause's subject.
+_LIST_END = re.compile(r"\s*([,.;:)]|$|(and|or|on|to|for|about|with|as|after|before|last|this|next|since|amid|over|that|which|where|while|when|but|\w+ing)\b)")
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "ʼ": "'"})
 
 
@@ -132,13 +136,12 @@ class Registry:
             prev = re.search(r"(\w+)\s+the$", before)
         if prev and prev.group(1).lower() in _LOCATIVE:
             return True
-        # "in Europe and Ukraine": the second conjunct shares the first one's preposition.
+        # "in Europe and Ukraine", "across France, Germany, and Poland": a conjunct shares the
+        # preposition of the place before it, but only when the list ends there. "held in
+        # Riyadh, and Ukraine rejected them" starts a new clause whose subject is an actor.
         if skipped_place_end is not None:
             between = folded[skipped_place_end:s]
-            if re.fullmatch(r"\s*(and|or|,\s*and)\s*", between):
-                return True
-            # "in Riyadh, Saudi Arabia, to ..." is one place; "in Riyadh, Russia was ..." is not.
-            if re.fullmatch(r"\s*,\s*", between) and re.match(r"\s*([,.;:]|$|on\b|to\b|for\b)", folded[e:]):
+            if re.fullmatch(r"\s*(,?\s*(and|or|as well as)|,)\s*", between) and _LIST_END.match(folded[e:]):
                 return True
         after = re.match(r"(?:-[\w.]+)*\s*([A-Za-z]+)", folded[e:])
         return bool(after and after.group(1).lower() in _MODIFIED)
