@@ -130,6 +130,8 @@ class Registry:
     def _is_place_use(folded: str, s: int, e: int, skipped_place_end: int | None) -> bool:
         if re.match(r"'s\b", folded[e:]):
             return False  # "in Moscow's promises": the possessor is an actor, not a place
+        if folded[s:e].isupper() and re.fullmatch(r"[A-Z/ ]*", folded[:s]) and re.match(r"(/[A-Z][A-Z ]*)*,", folded[e:]):
+            return True  # a dateline: "KYIV/MOSCOW, March 19 (Reuters) - ..." 
         before = folded[:s].rstrip()
         prev = re.search(r"(\w+)$", before)
         if prev and prev.group(1).lower() == "the":

@@ -1,11 +1,37 @@
-"""Turn (actor, sentence, mention span) into model inputs. Training and inference share
-this, so the model never sees a different input format than the one it learned."""
+"""Turn (actor, sentence, mention span) and plain sentences into model inputs. Training
+and inference share this, so the model never sees another input format than it learned.
+
+The window rule (the model reads ``max_length`` tokens; a sentence may be longer):
+- **stance**: ``[CLS] actor [SEP] window [SEP]``. The actor gets at most ``ACTOR_TOKENS``
+  tokens, so every actor string fits; the window is the stretch of the marked sentence
+  that contains the mention, centred on it, with as much context on both sides as fits.
+  An actor with no mention in the sentence is read over every window of the sentence.
+- **sentiment**: ``[CLS] window [SEP]`` over windows that tile the whole sentence (half
+  overlapping); the predictor averages their probabilities, so all of the sentence counts.
+A sentence that fits is one window: short inputs are encoded exactly as a plain tokenizer
+call with truncation would.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from model.network import MARK_CLOSE, MARK_OPEN
+MARK_OPEN, MARK_CLOSE = "<<", ">>"
+# Tokens of the actor's name the stance input keeps. The longest registry alias takes 12
+# ("UN Secretary-General António Guterres"); a 200-character actor of "!" takes 200.
+ACTOR_TOKENS = 16
+
+
+@dataclass
+class Encoded:
+    """A padded batch of windows. ``owner[i]`` is the input row that window i belongs to;
+    ``truncated[r]`` says whether input row r was longer than one window."""
+
+    tensors: dict[str, torch.Tensor]
+    owner: list[int]
+    truncated: list[bool]
 
 
 def mark_mention(sentence: str, span: tuple[int, int] | None) -> tuple[str, tuple[int, int] | None]:
@@ -17,22 +43,67 @@ def mark_mention(sentence: str, span: tuple[int, int] | None) -> tuple[str, tupl
     return marked, (s, e + len(MARK_OPEN) + len(MARK_CLOSE) + 2)
 
 
-def encode_stance(tokenizer, actors: list[str], sentences: list[str], spans: list, max_length: int) -> dict:
-    texts, regions = zip(*(mark_mention(s, sp) for s, sp in zip(sentences, spans))) if sentences else ((), ())
-    enc = tokenizer(list(actors), list(texts), truncation="only_second", max_length=max_length,
-                    padding=True, return_offsets_mapping=True, return_tensors="pt")
-    span_mask = torch.zeros_like(enc["input_ids"])
-    for i, region in enumerate(regions):
-        if region is None:
-            continue
-        seq_ids = enc.sequence_ids(i)
-        for j, (a, b) in enumerate(enc["offset_mapping"][i].tolist()):
-            if seq_ids[j] == 1 and b > a and a >= region[0] and b <= region[1]:
-                span_mask[i, j] = 1
-    enc.pop("offset_mapping")
-    enc["span_mask"] = span_mask
-    return dict(enc)
+def windows(n: int, budget: int, focus: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+    """Token ranges [a, b) of at most ``budget`` tokens: the one centred on ``focus`` (a token
+    range), or, with no focus, half-overlapping ranges that tile all ``n`` tokens."""
+    if n <= budget:
+        return [(0, n)]
+    if focus is not None:
+        a, b = focus
+        start = max(0, min(a - (budget - (b - a)) // 2, n - budget))
+        return [(start, start + budget)]
+    stride = max(1, budget // 2)
+    starts = list(range(0, n - budget, stride)) + [n - budget]
+    return [(s, s + budget) for s in starts]
 
 
-def encode_sentences(tokenizer, sentences: list[str], max_length: int) -> dict:
-    return dict(tokenizer(list(sentences), truncation=True, max_length=max_length, padding=True, return_tensors="pt"))
+def encode_pairs(tokenizer, actors: list[str], sentences: list[str], spans: list, max_length: int) -> Encoded:
+    marked = [mark_mention(s, sp) for s, sp in zip(sentences, spans)]
+    actor_ids = tokenizer(list(actors), add_special_tokens=False)["input_ids"] if actors else []
+    text = tokenizer([m[0] for m in marked], add_special_tokens=False, return_offsets_mapping=True) if marked else None
+    rows, owner, truncated = [], [], []
+    for r, (ids_a, (_, region)) in enumerate(zip(actor_ids, marked)):
+        ids_a = ids_a[:ACTOR_TOKENS]
+        ids, offsets = text["input_ids"][r], text["offset_mapping"][r]
+        inside = [region is not None and b > a and a >= region[0] and b <= region[1] for a, b in offsets]
+        focus = (inside.index(True), len(inside) - inside[::-1].index(True)) if any(inside) else None
+        budget = max(1, max_length - len(ids_a) - 3)
+        spans = windows(len(ids), budget, focus)
+        truncated.append(len(ids) > budget)
+        for a, b in spans:
+            head = [tokenizer.cls_token_id, *ids_a, tokenizer.sep_token_id]
+            rows.append((head + ids[a:b] + [tokenizer.sep_token_id], len(head), [0] * len(head) + inside[a:b] + [0]))
+            owner.append(r)
+    return Encoded(_pad(tokenizer, rows, with_span=True), owner, truncated)
+
+
+def encode_sentences(tokenizer, sentences: list[str], max_length: int) -> Encoded:
+    text = tokenizer(list(sentences), add_special_tokens=False)["input_ids"] if sentences else []
+    rows, owner, truncated = [], [], []
+    budget = max_length - 2
+    for r, ids in enumerate(text):
+        truncated.append(len(ids) > budget)
+        for a, b in windows(len(ids), budget):
+            rows.append(([tokenizer.cls_token_id, *ids[a:b], tokenizer.sep_token_id], len(ids[a:b]) + 2, None))
+            owner.append(r)
+    return Encoded(_pad(tokenizer, rows, with_span=False), owner, truncated)
+
+
+def _pad(tokenizer, rows: list[tuple[list[int], int, list | None]], with_span: bool) -> dict[str, torch.Tensor]:
+    """rows of (ids, length of the first segment, span flags) -> padded tensors. Token types
+    are 0 on the first segment and 1 on the second, as the tokenizer makes them for a pair."""
+    n = max((len(ids) for ids, _, _ in rows), default=0)
+    ids = torch.full((len(rows), n), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), n), dtype=torch.long)
+    types = torch.zeros((len(rows), n), dtype=torch.long)
+    span = torch.zeros((len(rows), n), dtype=torch.long)
+    for i, (row, first, flags) in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        types[i, first : len(row)] = 1 if with_span else 0
+        if flags is not None:
+            span[i, : len(flags)] = torch.tensor(flags, dtype=torch.long)
+    out = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    if with_span:
+        out["span_mask"] = span
+    return out

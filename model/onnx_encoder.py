@@ -1,10 +1,10 @@
-"""The encoder as an ONNX Runtime session: the predictor's fast backend on CPU.
+"""The encoder as an ONNX Runtime session: an fp32 backend the predictor can pick.
 
 The saved model carries ``encoder.onnx``, an export of its fine-tuned encoder (input ids,
-attention mask, token types -> last hidden states). ONNX Runtime runs it about 1.8× faster
-than PyTorch eager on this 2-core CPU; the pooling and the two heads stay in PyTorch (they
-are a few thousand multiply-adds). The export is checked against PyTorch when it is
-written (model/predictor.py, check_onnx); a model saved without it runs on PyTorch.
+attention mask, token types -> last hidden states); ``StanceSentimentModel.forward`` takes
+it in place of the PyTorch encoder, so pooling and heads are the same code. Whether it is
+faster than PyTorch depends on the CPU, so ``Predictor.load`` times both at load. The
+export is checked against PyTorch when it is written (model/checks.py).
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ import torch
 
 FILE = "encoder.onnx"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-# Largest difference in any probability, PyTorch vs ONNX Runtime, that the export check
-# accepts. Float32 kernels differ in summation order, so outputs agree to ~1e-5, not bit for bit.
-TOLERANCE = 1e-3
 
 
 class _Encoder(torch.nn.Module):
@@ -29,7 +26,7 @@ class _Encoder(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        return self.model.hidden(attention_mask, input_ids, token_type_ids)
+        return self.model.encode({"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids})
 
 
 def export(model, tokenizer, path: str | Path) -> Path:
@@ -48,7 +45,7 @@ def export(model, tokenizer, path: str | Path) -> Path:
 
 
 class OnnxEncoder:
-    """Callable like ``StanceSentimentModel.hidden`` on a batch from model.encoding."""
+    """Callable like ``StanceSentimentModel.encode`` on a batch from model.encoding."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
         import onnxruntime as ort

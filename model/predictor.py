@@ -1,44 +1,35 @@
-"""The one batched predictor behind the HTTP service and the batch-scoring CLI.
+"""The one batched predictor behind the HTTP service, the batch CLI (both engines) and training.
 
-    predictor = Predictor.load("path/to/saved/model")
-    predictor.predict([Item("Kyiv rejected the Riyadh talks.")])
+    from model.predictor import Predictor
+    predictor = Predictor.from_store("stance_classifier:latest")    # or Predictor.load(folder)
+    predictor.predict(["Kyiv rejected the Riyadh talks.", ("Lavrov praised the talks.", "Sergey Lavrov")])
 
-A saved model is a folder: ``model.safetensors`` (all weights), ``encoder/`` (encoder
-config and tokenizer, so loading needs no hub), ``encoder.onnx`` (the encoder for ONNX
-Runtime, see model/onnx_encoder.py) and ``meta.json`` (labels, hashes, config, metrics,
-versions). Loading refuses a model whose labels differ from the code's.
+Items in, one result per item out, in order. A request walks down once: ``predict`` ->
+``targets`` (registry matcher) -> model/encoding.py (windows) -> ``StanceSentimentModel.forward``
+-> ``calibrate`` -> the windows' probabilities averaged per row.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
-from safetensors.torch import load_file, save_file
-from transformers import AutoTokenizer
 
-from model import onnx_encoder
+from model import artifact, precision as precisions
 from model.actors import Registry, load_registry
-from model.encoding import encode_sentences, encode_stance
+from model.encoding import Encoded, encode_pairs, encode_sentences
+from model.items import Item, as_item
 from model.labels import SENTIMENT, STANCE
 from model.network import StanceSentimentModel
 
-MAX_LENGTH = 128
+log = logging.getLogger("stance")
 
-
-class LabelMismatchError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class Item:
-    sentence: str
-    actor: str | None = None
-    mention: str | None = None
+Row = tuple[str, str, "tuple[int, int] | None"]  # (actor, sentence, mention span)
 
 
 @dataclass(frozen=True)
@@ -49,107 +40,71 @@ class Target:
     affiliation: str | None
 
 
-def check_labels(meta: dict, where: str) -> None:
-    saved = meta.get("labels", {})
-    for task, labels in (("stance", STANCE), ("sentiment", SENTIMENT)):
-        if list(saved.get(task, [])) != list(labels):
-            raise LabelMismatchError(
-                f"model {where} was trained with {task} labels {list(saved.get(task, []))}, "
-                f"but this code defines {list(labels)}; retrain it with `make train`"
-            )
+@dataclass(frozen=True)
+class Failure:
+    """In place of a result: the item whose prediction raised, and why. Only ``predict(...,
+    isolate=True)`` returns these; the other items of its batch are answered normally."""
 
-
-# Sentences the ONNX export is checked on when a model is saved: actors of every kind,
-# several per sentence, short and long, so the batch has real padding.
-PROBES = [
-    Item("Rubio said the talks in Riyadh were a first step toward ending the war."),
-    Item("Zelensky rejected any deal made without Ukraine, while Lavrov praised the meeting."),
-    Item("European leaders complained that they had been left out of the negotiations in Saudi Arabia."),
-    Item("China welcomed the contacts.", actor="China"),
-    Item("The Kremlin's envoy Kirill Dmitriev, who heads Russia's sovereign wealth fund, said US companies "
-         "could return to the Russian market once sanctions are eased, a prospect Kyiv views with alarm."),
-    Item("The talks lasted four and a half hours."),
-]
-
-
-def read_meta(path: str | Path) -> dict:
-    """The metadata of a saved model, its labels checked against the code's."""
-    meta_file = Path(path) / "meta.json"
-    if not meta_file.exists():
-        raise FileNotFoundError(f"{path} is not a saved stance model (no meta.json); train one with `make train`")
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    check_labels(meta, f"at {path}")
-    return meta
-
-
-def save_model(model: StanceSentimentModel, tokenizer, meta: dict, path: str | Path) -> None:
-    path = Path(path)
-    (path / "encoder").mkdir(parents=True, exist_ok=True)
-    model.encoder.config.save_pretrained(path / "encoder")
-    tokenizer.save_pretrained(path / "encoder")
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path / "model.safetensors"))
-    meta = {**meta, "labels": {"stance": list(STANCE), "sentiment": list(SENTIMENT)}}
-    onnx_path = onnx_encoder.export(model, tokenizer, path)
-    meta["onnx_max_prob_diff"] = check_onnx(Predictor(model, tokenizer), onnx_encoder.OnnxEncoder(onnx_path))
-    (path / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-
-
-def check_onnx(predictor: "Predictor", encoder) -> float:
-    """Largest probability difference between the PyTorch and the ONNX encoder on PROBES.
-    Raises if it exceeds onnx_encoder.TOLERANCE, or if a label differs where PyTorch's
-    top two probabilities are not tied within that tolerance."""
-    fast = predictor.with_parts(encoder=encoder)
-    diff = 0.0
-    for a, b in zip(predictor.predict(PROBES), fast.predict(PROBES)):
-        outputs = [(a["sentiment_probs"], b["sentiment_probs"])]
-        outputs += [(x["stance_probs"], y["stance_probs"]) for x, y in zip(a["actors"], b["actors"])]
-        for ref, got in outputs:
-            diff = max(diff, *(abs(ref[k] - got[k]) for k in ref))
-            top, second = sorted(ref.values(), reverse=True)[:2]
-            label_differs = max(ref, key=ref.get) != max(got, key=got.get) and top - second > onnx_encoder.TOLERANCE
-            if label_differs or diff > onnx_encoder.TOLERANCE:
-                raise RuntimeError(f"the ONNX export disagrees with PyTorch on {a['sentence']!r}: {ref} vs {got}")
-    return diff
+    item: Item
+    error: str
 
 
 class Predictor:
     """``encoder`` maps a batch from model.encoding to hidden states: the model's own
-    PyTorch encoder by default, or an ``OnnxEncoder`` (what ``load`` picks when it can)."""
+    PyTorch encoder by default, or an ``OnnxEncoder`` (see ``load``)."""
 
     def __init__(self, model: StanceSentimentModel, tokenizer, meta: dict | None = None, tag: str = "local",
-                 registry: Registry | None = None, batch_size: int = 32, max_length: int = MAX_LENGTH,
-                 encoder: Callable[[dict], torch.Tensor] | None = None):
+                 registry: Registry | None = None, batch_size: int = 32, max_length: int | None = None,
+                 encoder: Callable[[dict], torch.Tensor] | None = None, choice: str = "fp32, PyTorch"):
         self.model = model.eval()
-        self.encoder = encoder or (lambda enc: model.hidden(enc["attention_mask"], enc["input_ids"], enc.get("token_type_ids")))
+        self.encoder = encoder
         self.tokenizer = tokenizer
         self.meta = meta or {}
         self.tag = tag
         self.registry = registry or load_registry()
         self.batch_size = batch_size
-        self.max_length = max_length
+        self.max_length = max_length or artifact.max_length(self.meta)
+        self.choice = choice  # the precision and backend that run, and why (logged by load)
 
-    def with_parts(self, model: StanceSentimentModel | None = None, encoder=None) -> "Predictor":
-        """This predictor around another model and/or encoder (by default the model's own
-        PyTorch encoder), with the same tokenizer, registry and settings."""
+    def with_parts(self, model: StanceSentimentModel | None = None, encoder=None, choice: str = "") -> "Predictor":
+        """This predictor around another model and/or encoder, with the same settings."""
         return Predictor(model or self.model, self.tokenizer, self.meta, self.tag, self.registry,
-                         self.batch_size, self.max_length, encoder=encoder)
+                         self.batch_size, self.max_length, encoder=encoder, choice=choice or self.choice)
 
     @classmethod
-    def load(cls, path: str | Path, tag: str = "local", backend: str = "auto", **kwargs) -> "Predictor":
-        """backend: "onnx", "torch", or "auto" (ONNX Runtime when the model has an export,
-        as every model saved by this code has; else PyTorch)."""
+    def load(cls, path: str | Path, tag: str = "local", precision: str = "auto", backend: str = "auto",
+             batch_size: int = 32) -> "Predictor":
+        """A saved model folder. ``precision``: auto | fp32 | bf16 | int8 (model/precision.py).
+        ``backend``: torch | onnx | auto. With auto, bf16 and int8 run on PyTorch; fp32 runs
+        on whichever of PyTorch and ONNX Runtime is faster here, timed at load on a few batches."""
         if backend not in ("auto", "onnx", "torch"):
             raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', not {backend!r}")
-        path = Path(path)
-        meta = read_meta(path)
-        model = StanceSentimentModel.from_encoder_config(str(path / "encoder"))
-        model.load_state_dict(load_file(str(path / "model.safetensors")))
-        tokenizer = AutoTokenizer.from_pretrained(str(path / "encoder"))
-        onnx_file = path / onnx_encoder.FILE
-        if backend == "onnx" or (backend == "auto" and onnx_file.exists()):
-            kwargs["encoder"] = onnx_encoder.OnnxEncoder(onnx_file)
-        return cls(model, tokenizer, meta, tag, **kwargs)
+        model, tokenizer, meta, registry = artifact.load(path)
+        passed = {p: bool(c.get("passed")) for p, c in meta.get("precision_checks", {}).items()}
+        chosen, why = precisions.resolve(precision, passed)
+        base = cls(model, tokenizer, meta, tag, registry, batch_size)
+        predictor = base.with_parts(precisions.convert(model, chosen), choice=f"{why}; PyTorch")
+        if backend == "onnx" or (backend == "auto" and chosen == "fp32" and artifact.has_onnx(path)):
+            from model.onnx_encoder import FILE, OnnxEncoder
+
+            onnx = base.with_parts(encoder=OnnxEncoder(Path(path) / FILE), choice=f"{why}; ONNX Runtime")
+            if backend == "onnx":
+                predictor = onnx
+            else:
+                t_torch, t_onnx = _time(predictor), _time(onnx)
+                faster = onnx if t_onnx < t_torch else predictor
+                predictor = faster.with_parts(model=faster.model, encoder=faster.encoder, choice=(
+                    f"{faster.choice} (measured at load: PyTorch {t_torch * 1000:.0f} ms, ONNX Runtime {t_onnx * 1000:.0f} ms)"))
+        log.info("stance model %s: %s", tag, predictor.choice)
+        return predictor
+
+    @classmethod
+    def from_store(cls, tag: str = "stance_classifier:latest", **kwargs) -> "Predictor":
+        """The model ``make train`` saved in the BentoML store (model/store.py finds it)."""
+        from model.store import find
+
+        path, resolved = find(tag)
+        return cls.load(path, tag=resolved, **kwargs)
 
     # -- which actors a request is about ------------------------------------------------
     def targets(self, item: Item) -> list[Target]:
@@ -162,7 +117,7 @@ class Predictor:
         if span is None and name in reg:
             span = next(((m.start, m.end) for m in reg.find_all(item.sentence) if m.actor == name), None)
         if span is None:
-            # A free-text actor may be named by surname only ("Orbán" for "Viktor Orbán").
+            # A free-text actor may be named by surname only ("Sánchez" for "Pedro Sánchez").
             for candidate in (item.actor, *reversed(item.actor.split())):
                 span = _find(item.sentence, candidate) if len(candidate) > 2 else None
                 if span:
@@ -172,37 +127,57 @@ class Predictor:
 
     # -- forward passes -------------------------------------------------------------------
     @torch.inference_mode()
-    def stance_probs(self, rows: list[tuple[str, str, tuple[int, int] | None]]) -> torch.Tensor:
-        """rows of (actor, sentence, span) -> (n, len(STANCE)) calibrated probabilities."""
-        out = torch.empty(len(rows), len(STANCE))
-        for idx in _length_batches([r[1] for r in rows], self.batch_size):
-            batch = [rows[i] for i in idx]
-            enc = encode_stance(self.tokenizer, [r[0] for r in batch], [r[1] for r in batch], [r[2] for r in batch], self.max_length)
-            logits = self.model.stance_from_hidden(self.encoder(enc), enc["attention_mask"], enc["span_mask"])
-            logits = logits / self.model.stance_temperature
-            out[idx] = logits.softmax(-1)
+    def probabilities(self, rows: list[Row], sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated stance probabilities per (actor, sentence, span) row and sentiment
+        probabilities per sentence. A row longer than the window is read as several
+        windows (model/encoding.py) whose probabilities are averaged."""
+        stance = self._run(len(rows), [r[1] for r in rows], lambda idx: encode_pairs(
+            self.tokenizer, [rows[i][0] for i in idx], [rows[i][1] for i in idx], [rows[i][2] for i in idx], self.max_length),
+            "stance")
+        sentiment = self._run(len(sentences), sentences, lambda idx: encode_sentences(
+            self.tokenizer, [sentences[i] for i in idx], self.max_length), "sentiment")
+        return stance, sentiment
+
+    def _run(self, n: int, texts: list[str], encode: Callable[[list[int]], Encoded], task: str) -> torch.Tensor:
+        labels = STANCE if task == "stance" else SENTIMENT
+        out = torch.empty(n, len(labels))
+        for idx in _length_batches(texts, self.batch_size):
+            enc = encode(idx)
+            logits = getattr(self.model.calibrate(self.model(**{task: enc.tensors}, encoder=self.encoder)), task)
+            probs = logits.softmax(-1)
+            owner = torch.tensor(enc.owner)
+            summed = torch.zeros(len(idx), len(labels)).index_add_(0, owner, probs)
+            out[idx] = summed / torch.bincount(owner, minlength=len(idx)).unsqueeze(1)
         return out
 
-    @torch.inference_mode()
-    def sentiment_probs(self, sentences: list[str]) -> torch.Tensor:
-        out = torch.empty(len(sentences), len(SENTIMENT))
-        for idx in _length_batches(sentences, self.batch_size):
-            enc = encode_sentences(self.tokenizer, [sentences[i] for i in idx], self.max_length)
-            logits = self.model.sentiment_from_hidden(self.encoder(enc), enc["attention_mask"])
-            logits = logits / self.model.sentiment_temperature
-            out[idx] = logits.softmax(-1)
-        return out
+    def predict(self, items: Iterable[Item | str | tuple], progress: Callable[[int], None] | None = None,
+                isolate: bool = False) -> list[dict | Failure]:
+        """Items (or sentences, or (sentence, actor) tuples) in, one result per item out, in
+        order. Sentiment is computed once per distinct sentence; stance once per (sentence,
+        actor). With ``isolate``, an item whose prediction raises gets a ``Failure`` and the
+        others of the batch are answered as if it had not been sent."""
+        items = [as_item(x) for x in items]
+        try:
+            return self._predict(items, progress)
+        except Exception:
+            if not isolate:
+                raise
+        # Something in the batch raised: answer its items one at a time, so only that one fails.
+        results: list[dict | Failure] = []
+        for item in items:
+            try:
+                results.append(self._predict([item], progress)[0])
+            except Exception as e:  # noqa: BLE001 - isolated: one item's fault is its own
+                log.exception("prediction failed for one item")
+                results.append(Failure(item, f"{type(e).__name__}: {e}"))
+        return results
 
-    def predict(self, items: Iterable[Item], progress: Callable[[int], None] | None = None) -> list[dict]:
-        """Items in, one result per item out, in order. Sentiment is computed once per
-        distinct sentence; stance once per (sentence, actor)."""
-        items = list(items)
+    def _predict(self, items: list[Item], progress) -> list[dict]:
         targets = [self.targets(it) for it in items]
         sentences = list(dict.fromkeys(it.sentence for it in items))
-        sent_probs = self.sentiment_probs(sentences)
-        by_sentence = {s: p for s, p in zip(sentences, sent_probs)}
         rows = [(t.actor, it.sentence, t.span) for it, ts in zip(items, targets) for t in ts]
-        st_probs = self.stance_probs(rows)
+        st_probs, sent_probs = self.probabilities(rows, sentences)
+        by_sentence = dict(zip(sentences, sent_probs))
         results, k = [], 0
         for it, ts in zip(items, targets):
             sp = by_sentence[it.sentence]
@@ -217,6 +192,32 @@ class Predictor:
             if progress:
                 progress(1)
         return results
+
+
+# Sentences the checks at save time and the backend timing at load run on: actors of every
+# kind, several per sentence, short and long, so a batch has real padding.
+PROBES = [
+    Item("Rubio said the talks in Riyadh were a first step toward ending the war."),
+    Item("Zelensky rejected any deal made without Ukraine, while Lavrov praised the meeting."),
+    Item("European leaders complained that they had been left out of the negotiations in Saudi Arabia."),
+    Item("China welcomed the contacts.", actor="China"),
+    Item("The Kremlin's envoy Kirill Dmitriev, who heads Russia's sovereign wealth fund, said US companies "
+         "could return to the Russian market once sanctions are eased, a prospect Kyiv views with alarm."),
+    Item("The talks lasted four and a half hours."),
+    Item("Peskov said Moscow was ready to host the next round, but Kallas called the process \"a trap\"."),
+    Item("Yermak thanked the American team for a \"constructive\" conversation in Jeddah and said Kyiv was ready to move forward."),
+]
+
+
+def _time(predictor: Predictor, repeats: int = 3) -> float:
+    """Median seconds of one pass over the probes (after one warm-up pass)."""
+    predictor.predict(PROBES)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        predictor.predict(PROBES)
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
 
 
 def _probs(labels, p: torch.Tensor) -> dict[str, float]:

@@ -26,8 +26,10 @@ _BOILERPLATE = [
     r".*\*\*[^*]+\*\*",  # photo caption ending in a bold credit
 ]
 _BOILERPLATE_RE = re.compile(r"(?:%s)" % "|".join(_BOILERPLATE), re.IGNORECASE)
-# Once a footer marker appears, the rest of the page is the site's, not the article's.
-_FOOTER_RE = re.compile(r"(about wn|check also|leave a comment)", re.IGNORECASE)
+# A "Check also" / "Read more" marker is followed by another story's teaser: its headline (a
+# line with no full stop at its end) and a truncated summary (a line ending in an ellipsis),
+# skipped with the marker. A paragraph of the article after the marker is kept.
+_TEASER_RE = re.compile(r"(check also|read more|see also|related|more on this)", re.IGNORECASE)
 
 # Abbreviations whose full stop does not end a sentence.
 _ABBREV = {
@@ -51,20 +53,25 @@ def is_boilerplate(line: str) -> bool:
     return bool(_BOILERPLATE_RE.fullmatch(line.strip()))
 
 
-def _blocks(text: str):
-    """Yield (start, end) of content lines, joining a sentence broken across lines."""
-    pos, blocks = 0, []
-    for raw in text.splitlines(keepends=True):
+def _blocks(text: str, on_skip=None):
+    """Yield (start, end) of content lines, joining a sentence broken across lines. Page
+    furniture is skipped line by line (never the rest of the file); ``on_skip(line, text)``
+    hears of each skipped line, numbered from 1."""
+    pos, blocks, teaser_lines = 0, [], 0
+    for line_no, raw in enumerate(text.splitlines(keepends=True), 1):
         line = raw.rstrip("\r\n")
         stripped = line.strip()
         if stripped:
-            if _FOOTER_RE.fullmatch(stripped):
-                break
             lead = len(line) - len(line.lstrip())
             prefix = _MARKDOWN_PREFIX.match(stripped)
             lead += prefix.end() if prefix else 0
             start, end = pos + lead, pos + len(line.rstrip())
-            if not is_boilerplate(stripped) and start < end:
+            teaser = teaser_lines > 0 and (stripped.endswith(("…", "...")) or not _END_RE.search(stripped[-3:]))
+            teaser_lines = 2 if _TEASER_RE.fullmatch(stripped) else teaser_lines - 1 if teaser else 0
+            if is_boilerplate(stripped) or teaser or _TEASER_RE.fullmatch(stripped):
+                if on_skip:
+                    on_skip(line_no, stripped)
+            elif start < end:
                 # A line that starts in lower case continues the previous one's sentence
                 # (a paragraph break inside a quote, as in some scraped pages).
                 if blocks and text[start].islower() and not _END_RE.search(text[blocks[-1][1] - 2 : blocks[-1][1]]):
@@ -86,15 +93,17 @@ def _is_boundary(text: str, match_end: int, punct_start: int, block_end: int) ->
         return False
     word = re.search(r"([\w.]+)$", text[max(0, punct_start - 12) : punct_start])
     if text[punct_start] == "." and word:
-        w = word.group(1).lower()
-        if w in _ABBREV or len(w) == 1 or re.fullmatch(r"([a-z]\.)+[a-z]", w):
-            return False  # "Mr. Trump", "Sergey V. Lavrov", "U.S. officials"
+        w = word.group(1)
+        if w.lower() in _ABBREV or (len(w) == 1 and w.isupper()) or re.fullmatch(r"([a-z]\.)+[a-z]", w.lower()):
+            return False  # "Mr. Trump", "Sergey V. Lavrov", "U.S. officials"; but "report number 5. On day 6"
     return nxt[0].isupper() or nxt[0].isdigit() or nxt[0] in "\"“‘'([*"
 
 
-def split_sentences(text: str) -> list[Span]:
+def split_sentences(text: str, on_skip=None) -> list[Span]:
+    """The sentences of ``text``; ``on_skip(line, text)`` hears of each line of page furniture
+    left out (see GUIDELINES.md, "Excluded lines")."""
     spans = []
-    for bstart, bend in _blocks(text):
+    for bstart, bend in _blocks(text, on_skip):
         start = bstart
         for m in _END_RE.finditer(text, bstart, bend):
             if _is_boundary(text, m.end(), m.start(), bend):

@@ -16,38 +16,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT, tiny_config, tiny_dataset  # noqa: E402
+
 # Read at import, before `tiny_store` points BENTOML_HOME at its temporary store.
-PROJECT_HOME = Path(os.environ.get("BENTOML_HOME") or ROOT / "bentoml_home")
-
-TINY_ROWS = [
-    # (sentence, actor, mention, stance, sentiment)
-    ("Lavrov praised the talks in Riyadh as useful.", "Sergey Lavrov", "Lavrov", "support", "positive"),
-    ("Zelensky rejected any deal made without Ukraine.", "Volodymyr Zelensky", "Zelensky", "oppose", "negative"),
-    ("Rubio attended the meeting on Tuesday.", "Marco Rubio", "Rubio", "neutral", "neutral"),
-    ("Kyiv condemned the talks, while Moscow welcomed them.", "Ukraine", "Kyiv", "oppose", "negative"),
-    ("Kyiv condemned the talks, while Moscow welcomed them.", "Russia", "Moscow", "support", "negative"),
-    ("The Saudis hosted the delegations at a palace.", "Saudi Arabia", "The Saudis", "neutral", "neutral"),
-]
-
-
-def tiny_dataset(articles=("a", "b")):
-    from training.data import to_dataset
-
-    rows = []
-    for k, (sentence, actor, mention, stance, sentiment) in enumerate(TINY_ROWS * 2):
-        start = sentence.index(mention)
-        art = articles[k % len(articles)]
-        rows.append({"id": f"{art}-{k}:{actor}", "sentence_id": f"{art}-{k}", "article": art, "sentence": sentence,
-                     "actor": actor, "mention": mention, "mention_start": start, "mention_end": start + len(mention),
-                     "stance": stance, "sentiment": sentiment, "ambiguous": False, "note": ""})
-    return to_dataset(rows)
-
-
-def tiny_config(**overrides):
-    from training.config import load_config
-
-    return load_config(None, **{"encoder": "tiny", "epochs": 2, "batch_size": 4, "max_steps": 4, "head_lr": 1e-2, "workers": 1, **overrides})
+PROJECT_HOME = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
 
 
 @pytest.fixture(scope="session")
@@ -66,10 +38,10 @@ def tiny_model(tokenizer):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_model, tokenizer, tmp_path_factory):
-    from model.predictor import save_model
+    from training.store import save
 
     path = tmp_path_factory.mktemp("tiny_model")
-    save_model(tiny_model, tokenizer, {"config": tiny_config().to_dict(), "metrics": {}}, path)
+    save(tiny_model, tokenizer, tiny_config(), {}, path)
     return path
 
 
@@ -81,7 +53,7 @@ def tiny_store(tiny_model, tokenizer, tmp_path_factory):
     os.environ["BENTOML_HOME"] = str(home)
     from training.store import register
 
-    tag = register(tiny_model, tokenizer, tiny_config(), {}, {"stance": 1.0, "sentiment": 1.0}, 0.0)
+    tag = register(tiny_model, tokenizer, tiny_config(), {}, 0.0)
     yield tag
     if old is None:
         os.environ.pop("BENTOML_HOME", None)
@@ -96,32 +68,40 @@ def tiny_predictor(tiny_model_dir):
     return Predictor.load(tiny_model_dir, tag="stance_classifier:tiny")
 
 
-def _stored_model(home: Path, tag: str = "stance_classifier:latest"):
-    """Look a model up in the store at `home` without touching BentoML's process-wide
-    store, which the first use in a session fixes (and `tiny_store` may have set)."""
-    from bentoml._internal.models import ModelStore
-    from bentoml.exceptions import NotFound
+def _usable_model(home: Path):
+    """(folder, tag) of `stance_classifier:latest` in the store at `home`, if it is there and
+    this code can load it (a model from an older checkout may not be)."""
+    from model import artifact, store
 
+    old = os.environ.get("BENTOML_HOME")
+    os.environ["BENTOML_HOME"] = str(home)
     try:
-        return ModelStore(str(home / "models")).get(tag)
-    except (NotFound, FileNotFoundError):
+        path, tag = store.find()
+        artifact.read_registry(path, artifact.read_meta(path))
+        return path, tag
+    except Exception:  # noqa: BLE001 - absent, corrupt or incompatible: train one instead
         return None
+    finally:
+        if old is None:
+            os.environ.pop("BENTOML_HOME", None)
+        else:
+            os.environ["BENTOML_HOME"] = old
 
 
 @pytest.fixture(scope="session")
 def real_model(tmp_path_factory):
-    """The real checkpoint, fine-tuned: `stance_classifier:latest` from the project's store
-    if `make train` has run; else trained once here, in a subprocess (final fit only, the
-    same seed, data and config as `make train`), into a temporary store."""
+    """(folder, tag) of the real fine-tuned model: `stance_classifier:latest` from the
+    BentoML store if `make train` has run; else trained once here, in a subprocess, with
+    the same data and config as `make train`, into a temporary store."""
     import subprocess
     import sys
 
-    found = _stored_model(PROJECT_HOME)
+    found = _usable_model(PROJECT_HOME)
     if found is None:
         home = tmp_path_factory.mktemp("real_store")
-        subprocess.run([sys.executable, "-m", "training.train", "--no-cv"], cwd=ROOT, check=True,
+        subprocess.run([sys.executable, "-m", "training.train"], cwd=ROOT, check=True,
                        env={**os.environ, "BENTOML_HOME": str(home)})
-        found = _stored_model(home)
+        found = _usable_model(home)
     return found
 
 
@@ -129,7 +109,7 @@ def real_model(tmp_path_factory):
 def real_predictor(real_model):
     from model.predictor import Predictor
 
-    return Predictor.load(real_model.path, tag=str(real_model.tag))
+    return Predictor.load(real_model[0], tag=real_model[1])
 
 
 @pytest.fixture

@@ -89,7 +89,7 @@ def test_csv_rows_keep_their_columns_and_an_explicit_actor_is_scored(score, tmp_
         ["id", "sentence", "actor", "mention", "stance", "desk"],
         ["a1", "Zelensky rejected any deal made without Ukraine.", "Zelensky", "", "oppose", "kyiv"],
         ["a2", "Lavrov praised the talks, and Rubio agreed.", "", "", "", "moscow"],
-        ["a3", "Orbán said little about the talks.", "Viktor Orbán", "Orbán", "", ""],
+        ["a3", "Sánchez said little about the talks.", "Pedro Sánchez", "Sánchez", "", ""],
     ])
     result = score(name, "--out", out)
     assert result.exit_code == 0, result.output
@@ -100,9 +100,9 @@ def test_csv_rows_keep_their_columns_and_an_explicit_actor_is_scored(score, tmp_
         ("a1", "Volodymyr Zelensky", "Zelensky", "Ukraine"),  # the explicit actor only, not Ukraine
         ("a2", "Sergey Lavrov", "Lavrov", "Russia"),  # no actor: detected
         ("a2", "Marco Rubio", "Rubio", "United States"),
-        ("a3", "Viktor Orbán", "Orbán", None),  # a free-text actor outside the registry
+        ("a3", "Pedro Sánchez", "Sánchez", None),  # a free-text actor outside the registry
     ]
-    assert [r["input_actor"] for r in rows] == ["Zelensky", "", "", "Viktor Orbán"]
+    assert [r["input_actor"] for r in rows] == ["Zelensky", "", "", "Pedro Sánchez"]
     assert [r["input_stance"] for r in rows] == ["oppose", "", "", ""]
     assert [int(r["sentence_index"]) for r in rows] == [0, 1, 1, 2]
     assert {r["source"] for r in rows} == {"export.csv"}
@@ -142,8 +142,8 @@ def test_parquet_input_keeps_its_types_and_a_folder_expands_sorted(score, tmp_pa
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"sentence": ["Putin welcomed the talks.", "Orbán said little."],
-                             "actor": [None, "Viktor Orbán"], "n": [1, 2],
+    pq.write_table(pa.table({"sentence": ["Putin welcomed the talks.", "Sánchez said little."],
+                             "actor": [None, "Pedro Sánchez"], "n": [1, 2],
                              "when": [datetime.datetime(2025, 2, 18, 9, 30), None]}), tmp_path / "p.parquet")
     (tmp_path / "exports").mkdir()
     write_csv(tmp_path / "exports" / "b.csv", [["sentence"], ["Trump spoke."]])
@@ -155,7 +155,7 @@ def test_parquet_input_keeps_its_types_and_a_folder_expands_sorted(score, tmp_pa
     assert result.exit_code == 0, result.output
     rows = read_out(tmp_path / "out.jsonl")
     assert [(r["source"], r["sentence_index"], r["actor"]) for r in rows] == [
-        ("p.parquet", 0, "Vladimir Putin"), ("p.parquet", 1, "Viktor Orbán"),
+        ("p.parquet", 0, "Vladimir Putin"), ("p.parquet", 1, "Pedro Sánchez"),
         ("exports/a.jsonl", 0, "Marco Rubio"), ("exports/b.csv", 0, "Donald Trump")]
     assert [(r["n"], r["when"]) for r in rows[:2]] == [(1, "2025-02-18T09:30:00"), (2, None)]  # JSON has no datetime
 
@@ -316,7 +316,7 @@ def test_success_replaces_existing_output(score, tmp_path):
 @pytest.mark.parametrize("scored", ["scored.csv", "scored.jsonl", "scored.parquet"])
 def test_report_writes_tables_and_chart(score, tmp_path, scored):
     write(tmp_path / "a.txt", ARTICLE)
-    write_csv(tmp_path / "b.csv", [["sentence", "actor"], ["Lavrov met Rubio.", ""], ["Orbán spoke.", "Viktor Orbán"]])
+    write_csv(tmp_path / "b.csv", [["sentence", "actor"], ["Lavrov met Rubio.", ""], ["Sánchez spoke.", "Pedro Sánchez"]])
     assert score("a.txt", "b.csv", "--out", scored).exit_code == 0
     result = runner.invoke(app, ["report", scored, "--out-dir", "rep"])
     assert result.exit_code == 0, result.output
@@ -330,15 +330,15 @@ def test_report_writes_tables_and_chart(score, tmp_path, scored):
                                 "sentiment_negative_share", "sentiment_neutral_share"]
     totals = {r["actor"]: r for r in summary if r["source"] == "(all sources)"}
     assert {a: int(r["pairs"]) for a, r in totals.items()} == {
-        "Sergey Lavrov": 2, "Ukraine": 1, "Russia": 1, "Marco Rubio": 1, "Viktor Orbán": 1}
-    assert totals["Viktor Orbán"]["affiliation"] == "(not in registry)"
+        "Sergey Lavrov": 2, "Ukraine": 1, "Russia": 1, "Marco Rubio": 1, "Pedro Sánchez": 1}
+    assert totals["Pedro Sánchez"]["affiliation"] == "(not in registry)"
     for r in summary:
         assert int(r["support"]) + int(r["oppose"]) + int(r["neutral"]) == int(r["pairs"])
         assert abs(sum(float(r[f"sentiment_{s}_share"]) for s in SENTIMENT) - 1) < 1e-2
     # Two sources: the totals, then each source.
     assert list(dict.fromkeys(r["source"] for r in summary)) == ["(all sources)", "a.txt", "b.csv"]
     assert {r["actor"]: int(r["pairs"]) for r in summary if r["source"] == "b.csv"} == {
-        "Sergey Lavrov": 1, "Marco Rubio": 1, "Viktor Orbán": 1}
+        "Sergey Lavrov": 1, "Marco Rubio": 1, "Pedro Sánchez": 1}
 
     md = (rep / "summary.md").read_text()
     assert "![Stance by actor](stance_by_actor.png)" in md

@@ -8,7 +8,7 @@ import pytest
 from model.actors import load_registry, parse_registry
 from model.labels import SENTIMENT, STANCE
 from model.segment import split_sentences
-from tests.conftest import ROOT
+from helpers import ROOT
 from training.segment_articles import article_sentences, candidate_pairs
 from training.validate import validate
 

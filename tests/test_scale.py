@@ -47,7 +47,7 @@ def mixed_inputs(tmp_path):
     write(tmp_path / "a.jsonl", "".join(json.dumps(r) + "\n" for r in rows[:2]) + "{bad\n" + json.dumps(rows[2]) + "\n")
     write_csv(tmp_path / "b.csv", [["id", "sentence", "actor", "stance"],
                                    ["b1", "Lavrov praised the talks, and Rubio agreed.", "", "support"],
-                                   ["b2", "Orbán said little about the talks.", "Viktor Orbán", ""]])
+                                   ["b2", "Sánchez said little about the talks.", "Pedro Sánchez", ""]])
     pq.write_table(pa.table({"sentence": ["Kyiv condemned the talks, while Moscow welcomed them.", "Trump spoke."],
                              "day": [datetime.date(2025, 2, 18), None], "score": [0.5, 1.5]}), tmp_path / "c.parquet")
     (tmp_path / "more").mkdir()

@@ -18,7 +18,11 @@ TWO_ACTORS = "Zelenskyy rejected the deal, while Lavrov praised the Riyadh talks
 
 
 @pytest.fixture(scope="module")
-def client(tiny_store):
+def client(tiny_store, tmp_path_factory):
+    import os
+
+    # What BentoML's server sets for its workers; /metrics needs it in-process too.
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(tmp_path_factory.mktemp("prometheus")))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # starlette's TestClient warns that it still uses httpx
         from starlette.testclient import TestClient
@@ -65,11 +69,11 @@ def test_with_an_actor_only_that_actor_is_scored_and_its_mention_found(client, t
 
 
 def test_a_free_text_actor_outside_the_registry_still_works(client, tiny_store):
-    result = classify(client, {"sentence": "Orbán hailed the Riyadh talks.", "actor": "Viktor Orbán"})
+    result = classify(client, {"sentence": "Sánchez hailed the Riyadh talks.", "actor": "Pedro Sánchez"})
     assert_shape(result, tiny_store)
-    assert result["actors"] == [{**result["actors"][0], "actor": "Viktor Orbán", "mention": "Orbán", "affiliation": None}]
-    absent = classify(client, {"sentence": "The talks ended.", "actor": "Viktor Orbán"})
-    assert [(a["actor"], a["mention"]) for a in absent["actors"]] == [("Viktor Orbán", None)]
+    assert result["actors"] == [{**result["actors"][0], "actor": "Pedro Sánchez", "mention": "Sánchez", "affiliation": None}]
+    absent = classify(client, {"sentence": "The talks ended.", "actor": "Pedro Sánchez"})
+    assert [(a["actor"], a["mention"]) for a in absent["actors"]] == [("Pedro Sánchez", None)]
 
 
 def test_a_sentence_with_no_actor_gets_no_actors_and_its_sentiment(client, tiny_store):
@@ -81,7 +85,7 @@ def test_a_sentence_with_no_actor_gets_no_actors_and_its_sentiment(client, tiny_
 
 def test_batch_returns_results_in_input_order_equal_to_single_calls(client, tiny_store):
     items = [{"sentence": TWO_ACTORS}, {"sentence": "No one is named here."},
-             {"sentence": TWO_ACTORS, "actor": "Sergey Lavrov"}, {"sentence": "Orbán spoke.", "actor": "Viktor Orbán"}]
+             {"sentence": TWO_ACTORS, "actor": "Sergey Lavrov"}, {"sentence": "Sánchez spoke.", "actor": "Pedro Sánchez"}]
     response = client.post("/classify_batch", json={"items": items})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -91,7 +95,7 @@ def test_batch_returns_results_in_input_order_equal_to_single_calls(client, tiny
 
 
 def test_batch_takes_exactly_the_documented_maximum(client):
-    from serving.service import MAX_BATCH_ITEMS
+    from serving.guard import MAX_BATCH_ITEMS
 
     items = [{"sentence": f"Sentence number {i} about the talks."} for i in range(MAX_BATCH_ITEMS)]
     response = client.post("/classify_batch", json={"items": items})
@@ -229,7 +233,7 @@ def test_other_methods_are_refused(client):
 def test_the_guard_reads_no_body_when_content_length_is_over_the_cap():
     import asyncio
 
-    from serving.service import RequestGuard, check_item
+    from serving.guard import RequestGuard, check_item
 
     sent = []
 
@@ -249,32 +253,167 @@ def test_the_guard_reads_no_body_when_content_length_is_over_the_cap():
 
 
 # -- the entry point ---------------------------------------------------------------------------
-def test_serve_binds_loopback_and_reads_port_from_the_environment(monkeypatch):
+@pytest.fixture
+def serve_checks(monkeypatch, tiny_store, tmp_path):
+    """serving.serve.main with execve and the port check stubbed: returns the calls made."""
     from serving import serve
 
     calls = []
     monkeypatch.setattr(serve.os, "execve", lambda path, argv, env: calls.append((argv, env)))
-    monkeypatch.setattr("serving.store.get_model", lambda tag: tag)
+    monkeypatch.setattr(serve, "port_problem", lambda host, port: None)
+    return serve, calls
+
+
+def test_serve_binds_loopback_and_reads_port_from_the_environment(serve_checks, monkeypatch):
+    serve, calls = serve_checks
     monkeypatch.setenv("PORT", "4123")
     assert serve.main([]) == 0
     argv, env = calls[-1]
     assert argv[argv.index("--host") + 1] == "127.0.0.1"
     assert argv[argv.index("--port") + 1] == "4123"
     assert "serving.service:StanceClassifier" in argv
-    assert "services.StanceClassifier.workers=1" in env["BENTOML_CONFIG_OPTIONS"]
-    serve.main(["--port", "5000"])
-    assert calls[-1][0][calls[-1][0].index("--port") + 1] == "5000"
+    assert "services.StanceModel.workers=1" in env["BENTOML_CONFIG_OPTIONS"]
+    serve.main(["--port", "5000", "--workers", "2", "--threads", "1"])
+    argv, env = calls[-1]
+    assert argv[argv.index("--port") + 1] == "5000"
+    assert "services.StanceModel.workers=2" in env["BENTOML_CONFIG_OPTIONS"] and env["STANCE_TORCH_THREADS"] == "1"
 
 
-def test_serve_without_a_model_says_make_train_in_one_line(monkeypatch, capsys):
+def test_each_server_keeps_its_own_metrics_folder_over_the_shared_store(serve_checks):
+    """BentoML empties <BENTOML_HOME>/prometheus_multiproc_dir when a server starts: each server
+    gets its own home, whose model store is the shared one."""
+    import os
+    from pathlib import Path
+
+    from model import store
+
+    serve, calls = serve_checks
+    serve.main([])
+    serve.main([])
+    homes = [Path(env["BENTOML_HOME"]) for _, env in calls]
+    assert homes[0] != homes[1]
+    for home in homes:
+        assert (home / "models").resolve() == (store.home() / "models").resolve()
+        assert os.path.realpath(home / "prometheus_multiproc_dir") != os.path.realpath(store.home() / "prometheus_multiproc_dir")
+
+
+def test_serve_without_a_model_says_make_train_in_one_line(monkeypatch, capsys, tmp_path):
     from serving import serve
-    from serving.store import ModelNotFound
 
-    def missing(tag):
-        raise ModelNotFound(tag)
-
-    monkeypatch.setattr("serving.store.get_model", missing)
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "empty"))
     monkeypatch.setattr(serve.os, "execve", lambda *a: pytest.fail("started without a model"))
     assert serve.main([]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "run `make train` first" in err
+    assert err == (f"error: no model 'stance_classifier:latest' in the BentoML store at {tmp_path / 'empty'} "
+                   "(it holds no stance_classifier model); run `make train` first, or set BENTOML_HOME to the store that has it\n")
+
+
+def test_serve_with_a_corrupt_model_says_so_in_one_line(monkeypatch, capsys, tmp_path, tiny_model_dir):
+    import shutil
+
+    from serving import serve
+
+    home = tmp_path / "home"
+    folder = home / "models" / "stance_classifier" / "v1"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "model.yaml").write_text("name: stance_classifier\n")
+    (home / "models" / "stance_classifier" / "latest").write_text("v1")
+    (folder / "model.safetensors").write_bytes(b"\x00" * 64)
+    monkeypatch.setenv("BENTOML_HOME", str(home))
+    monkeypatch.setattr(serve.os, "execve", lambda *a: pytest.fail("started with a corrupt model"))
+    assert serve.main([]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: the model at {folder} cannot be loaded (")
+    assert err.endswith("; retrain with `make train`\n")
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line(monkeypatch, capsys, tiny_store):
+    import socket
+
+    from serving import serve
+
+    monkeypatch.setattr(serve.os, "execve", lambda *a: pytest.fail("started on a busy port"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert serve.main(["--port", str(port)]) == 1
+    assert capsys.readouterr().err == (f"error: port {port} on 127.0.0.1 is already in use; stop the other server or "
+                                       "choose another port (PORT=8080 make serve)\n")
+
+
+# -- isolation and the OpenAPI contract --------------------------------------------------------
+@pytest.mark.parametrize("actor", ["!" * 200, "中" * 200])
+def test_a_hostile_actor_is_scored_and_its_neighbours_answered(client, actor):
+    """An actor that fills the tokenizer window is cut to its budget (model/encoding.py), and
+    the ordinary requests that share its forward pass are answered as usual."""
+    good = [{"sentence": f"Lavrov said {i} times that the talks mattered."} for i in range(8)]
+    with ThreadPoolExecutor(9) as pool:
+        futures = [pool.submit(client.post, "/classify", json=body) for body in [{"sentence": TWO_ACTORS, "actor": actor}, *good]]
+        responses = [f.result() for f in futures]
+    assert [r.status_code for r in responses] == [200] * 9, [r.text for r in responses]
+    assert [r.json()["actors"][0]["actor"] for r in responses[:1]] == [actor]
+
+
+def test_one_failing_item_gets_a_503_and_the_others_their_results(client, monkeypatch):
+    """A fault raised for one item (injected here) fails only that item's request."""
+    from model.predictor import Predictor
+
+    real = Predictor.targets
+
+    def targets(self, item):
+        if item.sentence == "This sentence breaks the model.":
+            raise RuntimeError("injected fault")
+        return real(self, item)
+
+    monkeypatch.setattr(Predictor, "targets", targets)
+    good = [{"sentence": f"Lavrov said {i} times that the talks mattered."} for i in range(8)]
+    bodies = [{"sentence": "This sentence breaks the model."}, *good]
+    with ThreadPoolExecutor(9) as pool:
+        responses = [f.result() for f in [pool.submit(client.post, "/classify", json=b) for b in bodies]]
+    assert responses[0].status_code == 503
+    assert responses[0].json() == {"error": "model: this item could not be scored (RuntimeError: injected fault); retry later",
+                                   "field": "model"}
+    assert [r.status_code for r in responses[1:]] == [200] * 8
+    assert [r.json()["sentence"] for r in responses[1:]] == [b["sentence"] for b in good]
+
+
+def test_405_says_which_method_is_allowed(client):
+    response = client.put("/classify_batch", json={"items": []})
+    assert (response.status_code, response.headers["allow"]) == (405, "POST")
+
+
+def test_the_openapi_document_requires_the_body_and_lists_every_error(client):
+    doc = client.get("/docs.json").json()
+    for path in ("/classify", "/classify_batch"):
+        post = doc["paths"][path]["post"]
+        assert post["requestBody"]["required"] is True
+        assert set(post["responses"]) == {"200", "400", "405", "413", "422", "429", "503"}
+        assert post["responses"]["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    assert doc["components"]["schemas"]["Problem"]["required"] == ["error"]
+
+
+def test_schemathesis_finds_no_contract_violation(client):
+    """A third-party contract tester, all checks, bounded examples, against the in-process app."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_asgi("/docs.json", client.app)
+    failures = []
+    for operation in schema.get_all_operations():
+        op = operation.ok()
+
+        @given(case=op.as_strategy())
+        @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def run(case):
+            try:
+                case.call_and_validate()
+            except Exception as e:  # noqa: BLE001 - collect every operation's failures, then report them
+                failures.append(f"{op.label}: {str(e).splitlines()[0]}")
+                raise
+
+        try:
+            run()
+        except Exception:  # noqa: BLE001
+            pass
+    assert failures == []

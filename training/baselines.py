@@ -55,33 +55,14 @@ def lexicon_sentiment(sentences: list[str]) -> np.ndarray:
     return p
 
 
-def run_baselines(pairs, synthetic, extra=None) -> dict[str, dict[str, np.ndarray]]:
-    """Out-of-fold (leave-one-article-out) predictions of each baseline for `pairs`, and
-    predictions for `extra` from baselines trained on all real (+ synthetic) pairs."""
-    from datasets import concatenate_datasets
-
-    art = np.array(pairs["article"])
-    out = {name: {"stance": np.zeros((len(pairs), len(STANCE))), "sentiment": np.zeros((len(pairs), len(SENTIMENT)))}
-           for name in ("majority", "tfidf_logreg", "tfidf_logreg_real_only")}
-    out["lexicon"] = {"sentiment": lexicon_sentiment(pairs["sentence"])}
-    for a in sorted(set(art)):
-        test = pairs.select(np.flatnonzero(art == a))
-        real = pairs.select(np.flatnonzero(art != a))
-        both = concatenate_datasets([real, synthetic]) if synthetic is not None else real
-        idx = np.flatnonzero(art == a)
-        for task, n in (("stance", len(STANCE)), ("sentiment", len(SENTIMENT))):
-            key = f"{task}_id"
-            out["majority"][task][idx] = majority(real[key], len(test), n)
-            for name, train in (("tfidf_logreg", both), ("tfidf_logreg_real_only", real)):
-                x_train = marked_texts(train) if task == "stance" else train["sentence"]
-                x_test = marked_texts(test) if task == "stance" else test["sentence"]
-                out[name][task][idx] = tfidf_logreg(x_train, train[key], x_test, n)
-    if extra is not None:
-        both = concatenate_datasets([pairs, synthetic]) if synthetic is not None else pairs
-        out["extra"] = {
-            "majority": {t: majority(pairs[f"{t}_id"], len(extra), len(TASK)) for t, TASK in (("stance", STANCE), ("sentiment", SENTIMENT))},
-            "tfidf_logreg": {"stance": tfidf_logreg(marked_texts(both), both["stance_id"], marked_texts(extra), len(STANCE)),
-                             "sentiment": tfidf_logreg(both["sentence"], both["sentiment_id"], extra["sentence"], len(SENTIMENT))},
-            "lexicon": {"sentiment": lexicon_sentiment(extra["sentence"])},
-        }
+def baseline_predictions(train, tests: list) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Each baseline trained on ``train`` and applied to each of ``tests``:
+    {name: [{task: probabilities} per test set]}."""
+    out: dict[str, list] = {"majority": [], "tfidf_logreg": [], "lexicon": []}
+    for test in tests:
+        out["majority"].append({t: majority(train[f"{t}_id"], len(test), len(labels)) for t, labels in (("stance", STANCE), ("sentiment", SENTIMENT))})
+        out["tfidf_logreg"].append({
+            "stance": tfidf_logreg(marked_texts(train), train["stance_id"], marked_texts(test), len(STANCE)),
+            "sentiment": tfidf_logreg(train["sentence"], train["sentiment_id"], test["sentence"], len(SENTIMENT))})
+        out["lexicon"].append({"sentiment": lexicon_sentiment(test["sentence"])})
     return out

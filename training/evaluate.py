@@ -1,181 +1,140 @@
-"""Leave-one-article-out evaluation of the model next to simple baselines.
+"""Evaluate the model as `make train` builds it, on three sets, next to baselines.
 
-    make evaluate                 # or: python -m training.evaluate [--no-ablation] [--epochs 3 ...]
+    make evaluate                 # or: python -m training.evaluate [--no-loao] [--seed 1 ...]
 
-Five folds, each training on four articles (+ the synthetic set) and testing on the fifth;
-out-of-fold predictions are pooled and scored. The challenge set (written coverage in other
-outlets' voices, never trained on) is predicted by the fold ensemble. Writes
-reports/metrics.json, reports/REPORT.md and PNG plots; reports/ is generated, not committed.
+- **Leave-one-article-out** (the five real articles): each fold trains on four articles plus
+  the written sets, is calibrated on the dev set, and predicts the fifth article; the
+  out-of-fold predictions are pooled.
+- **dev** (data/annotations/dev.jsonl: wire stories written apart from the training data,
+  labelled blind twice) and **challenge** (written in other outlets' voices): predicted by a
+  network trained on all five articles plus the written sets, as `make train` trains it.
+  Its calibration is fitted on the dev set, so the dev figure is tuned on itself; the
+  uncalibrated dev figure is reported next to it.
+
+Writes reports/metrics.json, reports/REPORT.md and PNG plots (reports/ is generated).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from model.labels import SENTIMENT, STANCE
+from training.baselines import baseline_predictions
+from training.calibration import Calibration
+from training.config import add_config_args, config_from_args
+from training.data import ANNOTATIONS, ROOT, Sets, load_sets, training_set
+from training.metrics import summarize
+from training.report import write_report
+from training.train import run_jobs
 
-from model.labels import SENTIMENT, STANCE  # noqa: E402
-from training.baselines import run_baselines  # noqa: E402
-from training.calibration import apply_temperature, fit_temperature  # noqa: E402
-from training.config import add_config_args, config_from_args  # noqa: E402
-from training.data import load_challenge, load_pairs, load_synthetic  # noqa: E402
-from training.metrics import sentence_level, summarize, task_scores  # noqa: E402
-from training.train import crossval  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = Path(__file__).with_name("EXPERIMENTS.md")
 
 
-def _scores(ds, stance: np.ndarray | None = None, sentiment: np.ndarray | None = None, n_boot: int = 1000) -> dict:
-    """Stance per pair; sentiment per sentence (each sentence once)."""
+def _select(ds, mask: np.ndarray):
+    return ds.select(np.flatnonzero(mask))
+
+
+def evaluate_model(config, sets: Sets, loao: bool = True) -> dict:
+    """{set name: (stance probs, sentiment probs)} for "loao" (pooled out of fold), "dev",
+    "dev_uncalibrated" and "challenge"."""
+    pairs, dev, challenge = sets.pairs, sets.dev, sets.challenge
+    art = np.array(pairs["article"])
+    articles = sorted(set(art)) if loao else []
+    jobs = [(config, training_set(config, _select(pairs, art != a), sets), [_select(pairs, art == a), dev],
+             f"fold {k + 1}/{len(articles)} (test {a[:3]})") for k, a in enumerate(articles)]
+    jobs.append((config, training_set(config, pairs, sets), [dev, challenge], "all articles"))
+    results = run_jobs(jobs, config.workers, config.threads)
     out = {}
-    if stance is not None:
-        out["stance"] = task_scores(ds["stance_id"], stance.argmax(1), STANCE, n_boot)
-    if sentiment is not None:
-        y, probs, _ = sentence_level(ds, sentiment)
-        out["sentiment"] = task_scores(y, probs.argmax(1), SENTIMENT, n_boot)
+    if loao:
+        stance, sentiment = np.zeros((len(pairs), len(STANCE))), np.zeros((len(pairs), len(SENTIMENT)))
+        for a, ((test_st, test_se), dev_preds) in zip(articles, results):
+            cal = Calibration.fit(dev, *dev_preds, prior=config.prior)
+            stance[art == a], sentiment[art == a] = cal.apply("stance", test_st), cal.apply("sentiment", test_se)
+        out["loao"] = (stance, sentiment)
+    dev_preds, challenge_preds = results[-1]
+    cal = Calibration.fit(dev, *dev_preds, prior=config.prior)
+    out["dev"] = (cal.apply("stance", dev_preds[0]), cal.apply("sentiment", dev_preds[1]))
+    out["dev_uncalibrated"] = dev_preds
+    out["challenge"] = (cal.apply("stance", challenge_preds[0]), cal.apply("sentiment", challenge_preds[1]))
+    out["calibration"] = cal.report(dev, *dev_preds)
     return out
 
 
-def plot_confusion(cm, labels, title, path: Path) -> None:
-    cm = np.asarray(cm)
-    fig, ax = plt.subplots(figsize=(4.2, 3.6))
-    ax.imshow(cm, cmap="Blues")
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, cm[i, j], ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("annotated")
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def evaluate_baselines(config, sets: Sets, loao: bool = True) -> dict:
+    """{baseline: {set name: (stance, sentiment)}}, trained as the model is: on the training
+    side of each fold for LOAO, on everything for dev and challenge."""
+    pairs, dev, challenge = sets.pairs, sets.dev, sets.challenge
+    art = np.array(pairs["article"])
+    out: dict[str, dict] = {}
+    shapes = {"stance": len(STANCE), "sentiment": len(SENTIMENT)}
+
+    def put(name, where, preds, mask=None, n=None):
+        slot = out.setdefault(name, {}).setdefault(where, {t: np.full((n or len(mask), k), np.nan) for t, k in shapes.items()})
+        for task, p in preds.items():
+            if mask is None:
+                slot[task] = p
+            else:
+                slot[task][mask] = p
+
+    if loao:
+        for a in sorted(set(art)):
+            test = _select(pairs, art == a)
+            for name, per_set in baseline_predictions(training_set(config, _select(pairs, art != a), sets), [test]).items():
+                put(name, "loao", per_set[0], mask=art == a)
+            real_only = baseline_predictions(_select(pairs, art != a), [test])["tfidf_logreg"][0]
+            put("tfidf_logreg (real pairs only)", "loao", real_only, mask=art == a)
+    for name, per_set in baseline_predictions(training_set(config, pairs, sets), [dev, challenge]).items():
+        for where, preds in zip(("dev", "challenge"), per_set):
+            put(name, where, preds, n=len(dev if where == "dev" else challenge))
+    return {name: {where: (v["stance"], v["sentiment"]) for where, v in sets.items()} for name, sets in out.items()}
 
 
-def plot_comparison(rows: dict[str, dict], path: Path) -> None:
-    names = list(rows)
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.5))
-    y = np.arange(len(names))
-    for k, (task, color) in enumerate((("stance", "#4477aa"), ("sentiment", "#ee6677"))):
-        vals = [rows[n].get(task, np.nan) for n in names]
-        ax.barh(y + (k - 0.5) * 0.38, vals, height=0.36, color=color, label=task)
-        for yy, v in zip(y + (k - 0.5) * 0.38, vals):
-            if not np.isnan(v):
-                ax.text(v + 0.01, yy, f"{v:.2f}", va="center", fontsize=8)
-    ax.set_yticks(y, names)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("macro-F1")
-    ax.legend(loc="lower right")
-    ax.set_title("Leave-one-article-out macro-F1 (pooled out-of-fold)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _table(rows: dict[str, dict], cols: list[str]) -> str:
-    lines = ["| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join("—" if r.get(c) is None else f"{r[c]:.3f}" for c in cols) + " |")
-    return "\n".join(lines)
-
-
-def _per_class(block: dict) -> str:
-    lines = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    for lab, v in block["per_class"].items():
-        lines.append(f"| {lab} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |")
-    return "\n".join(lines)
-
-
-def write_report(m: dict, out: Path) -> None:
-    main = m
-    head = {"model (fine-tuned" + (", + synthetic)" if m["config"]["synthetic"] else ", real pairs only)"): {"stance": main["stance"]["macro_f1"], "sentiment": main["sentiment"]["macro_f1"]}}
-    if "ablation_no_synthetic" in m:
-        a = m["ablation_no_synthetic"]
-        head["model without synthetic data"] = {"stance": a["stance"]["macro_f1"], "sentiment": a["sentiment"]["macro_f1"]}
-    for name, b in m["baselines"].items():
-        head[f"baseline: {name}"] = {t: b[t]["macro_f1"] for t in b}
-    plot_comparison(head, out / "macro_f1.png")
-    ci = {t: main[t]["macro_f1_ci95"] for t in ("stance", "sentiment")}
-    parts = [
-        "# Evaluation report",
-        f"Generated by `make evaluate` in {m['seconds']:.0f} s. Data: {m['n_pairs']} real pairs from "
-        f"{m['n_articles']} articles, {m['n_synthetic'] if m['config']['synthetic'] else 0} synthetic training pairs, "
-        f"{m['n_challenge']} challenge pairs. "
-        "Leave-one-article-out: each fold trains on four articles (+ synthetic) and tests on the fifth; "
-        "the out-of-fold predictions are pooled. Stance is scored per pair, sentiment once per sentence.",
-        "## Headline (macro-F1)",
-        _table(head, ["stance", "sentiment"]),
-        f"\n95% bootstrap intervals for the model: stance {ci['stance'][0]:.3f}–{ci['stance'][1]:.3f}, "
-        f"sentiment {ci['sentiment'][0]:.3f}–{ci['sentiment'][1]:.3f}.",
-        "![macro-F1](macro_f1.png)",
-        "## Without the pairs marked ambiguous",
-        f"stance {main['stance']['without_ambiguous']:.3f}, sentiment {main['sentiment']['without_ambiguous']:.3f}",
-        "## Per class",
-        "### Stance", _per_class(main["stance"]), "![stance confusion](confusion_stance.png)",
-        "### Sentiment", _per_class(main["sentiment"]), "![sentiment confusion](confusion_sentiment.png)",
-        "## Stance by actor affiliation (slices with at least 5 pairs)",
-        "| affiliation | pairs | macro-F1 | accuracy |\n|---|---|---|---|\n" + "\n".join(
-            f"| {a} | {v['n']} | {v['macro_f1']:.3f} | {v['accuracy']:.3f} |" for a, v in main["stance"]["by_affiliation"].items()),
-        "## Calibration (temperature scaling on out-of-fold predictions)",
-        "| head | temperature | ECE before | ECE after |\n|---|---|---|---|\n" + "\n".join(
-            f"| {t} | {main[t]['temperature']:.2f} | {main[t]['ece_before']:.3f} | {main[t]['ece_after']:.3f} |" for t in ("stance", "sentiment")),
-    ]
-    if m.get("challenge"):
-        rows = {name: {t: v[t]["macro_f1"] for t in v} for name, v in m["challenge"].items()}
-        parts += ["## Challenge set (held out; written in other outlets' voices, never trained on)",
-                  "Predicted by the ensemble of the five fold models (the baselines: trained on all real + synthetic pairs).",
-                  _table(rows, ["stance", "sentiment"])]
-    if EXPERIMENTS.exists():
-        parts += [EXPERIMENTS.read_text(encoding="utf-8")]
-    (out / "REPORT.md").write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+def score(sets: dict, data: dict, n_boot: int = 1000) -> dict:
+    """summarize() for each (stance, sentiment) prediction pair; a task a baseline does not
+    predict (all NaN) is left out."""
+    out = {}
+    for where, (st, se) in sets.items():
+        if where not in data:
+            continue
+        m = summarize(data[where], np.nan_to_num(st), np.nan_to_num(se), n_boot)
+        out[where] = {t: m[t] for t, p in (("stance", st), ("sentiment", se)) if not np.isnan(p).all()}
+    return out
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description="Leave-one-article-out evaluation with baselines.")
+    parser = argparse.ArgumentParser(description="Evaluate on leave-one-article-out, dev and challenge sets, with baselines.")
     add_config_args(parser)
+    parser.add_argument("--annotations", type=Path, default=ANNOTATIONS, help="folder of the annotation files (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports", help="report folder (default: %(default)s)")
-    parser.add_argument("--no-ablation", dest="ablation", action="store_false", help="skip the run without synthetic data")
+    parser.add_argument("--no-loao", dest="loao", action="store_false",
+                        help="skip leave-one-article-out: train once, score dev and challenge (a quick comparison)")
     args = parser.parse_args(argv)
     config = config_from_args(args)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    pairs, synthetic, challenge = load_pairs(), load_synthetic(), load_challenge()
-    st, se, cst, cse, _ = crossval(config, pairs, synthetic, extra=challenge)
-    temps = {"stance": fit_temperature(st, pairs["stance_id"]), "sentiment": fit_temperature(se, pairs["sentiment_id"])}
-    m = summarize(pairs, st, se, temps)
-    m.update(n_pairs=len(pairs), n_articles=len(set(pairs["article"])), n_synthetic=len(synthetic) if synthetic else 0,
-             n_challenge=len(challenge) if challenge else 0, config=config.to_dict())
-    base = run_baselines(pairs, synthetic if config.synthetic else None, extra=challenge)
-    m["baselines"] = {name: _scores(pairs, b.get("stance"), b.get("sentiment")) for name, b in base.items() if name != "extra"}
-    if challenge:
-        m["challenge"] = {"model": _scores(challenge, apply_temperature(cst, temps["stance"]), cse)}
-        for name, b in base["extra"].items():
-            m["challenge"][f"baseline: {name}"] = _scores(challenge, b.get("stance"), b.get("sentiment"))
-    if args.ablation and config.synthetic and synthetic is not None:
-        no_syn = dataclasses.replace(config, synthetic=False)
-        ast, ase, acst, acse, _ = crossval(no_syn, pairs, None, extra=challenge)
-        m["ablation_no_synthetic"] = _scores(pairs, ast, ase, n_boot=0)
-        if challenge:
-            m["challenge"]["model without synthetic data"] = _scores(challenge, acst, acse, n_boot=0)
+    sets = load_sets(args.annotations)
+    pairs, dev, challenge = sets.pairs, sets.dev, sets.challenge
+    if dev is None:
+        raise SystemExit("error: data/annotations/dev.jsonl is missing; the evaluation needs the development set")
+    data = {"loao": pairs, "dev": dev, "dev_uncalibrated": dev, "challenge": challenge}
+    model = evaluate_model(config, sets, args.loao)
+    m = {"model": score({k: v for k, v in model.items() if k != "calibration"}, data),
+         "calibration": model["calibration"], "config": config.to_dict(),
+         "n": {"pairs": len(pairs), "dev": len(dev), "challenge": len(challenge) if challenge else 0,
+               "written": len(training_set(config, pairs, sets)) - len(pairs)}}
+    m["baselines"] = {name: score(sets, data, n_boot=0) for name, sets in
+                      evaluate_baselines(config, sets, args.loao).items()}
     m["seconds"] = time.perf_counter() - t0
-    for task, labels in (("stance", STANCE), ("sentiment", SENTIMENT)):
-        plot_confusion(m[task]["confusion"], labels, f"{task}: out-of-fold", args.out / f"confusion_{task}.png")
     (args.out / "metrics.json").write_text(json.dumps(m, indent=2), encoding="utf-8")
-    write_report(m, args.out)
-    print(f"stance macro-F1 {m['stance']['macro_f1']:.3f} (TF-IDF {m['baselines']['tfidf_logreg']['stance']['macro_f1']:.3f}), "
-          f"sentiment {m['sentiment']['macro_f1']:.3f} (TF-IDF {m['baselines']['tfidf_logreg']['sentiment']['macro_f1']:.3f}); "
-          f"{args.out / 'REPORT.md'} in {m['seconds']:.0f} s")
+    write_report(m, args.out, EXPERIMENTS)
+    line = ", ".join(f"{where} {m['model'][where]['stance']['macro_f1']:.3f} / {m['model'][where]['sentiment']['macro_f1']:.3f}"
+                     for where in ("loao", "dev", "challenge") if where in m["model"])
+    print(f"macro-F1 stance / sentiment: {line}; {args.out / 'REPORT.md'} in {m['seconds']:.0f} s")
     return m
 
 

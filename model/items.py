@@ -1,0 +1,85 @@
+"""What the predictor is asked: an ``Item`` (a sentence, optionally an actor), and the one
+rule for what text it accepts. The HTTP service and the batch CLI both apply ``check_text``,
+so a value refused by one is refused by the other with the same words."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+MAX_ACTOR_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Item:
+    sentence: str
+    actor: str | None = None
+    mention: str | None = None
+
+
+class BadText(ValueError):
+    """A value the model cannot read; ``str()`` says what is wrong, without naming the field."""
+
+
+def json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def is_blank(text: str) -> bool:
+    """Only whitespace, control or format characters: nothing a model could read."""
+    return all(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf") for ch in text)
+
+
+def not_blank_pattern() -> str:
+    """A regular expression that finds a character ``is_blank`` does not count as blank (not
+    whitespace, control or format), for documents that state the rule, such as the API's
+    OpenAPI schema. BMP characters are written as \\uXXXX escapes, the few others as themselves."""
+    blank = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and is_blank(chr(c))]
+    ranges, start = [], blank[0]
+    for prev, cur in zip(blank, blank[1:] + [None]):
+        if cur != prev + 1:
+            ranges.append((start, prev))
+            start = cur
+
+    def char(c: int) -> str:
+        return f"\\u{c:04x}" if c <= 0xFFFF else chr(c)
+
+    return "[^" + "".join(char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in ranges) + "]"
+
+
+def check_text(value: Any, limit: int | None, nullable: bool) -> None:
+    """Raise BadText unless ``value`` is text the model can read (or None, if nullable)."""
+    if value is None and nullable:
+        return
+    if not isinstance(value, str):
+        raise BadText(f"must be {'a string or null' if nullable else 'a string'}, got {json_type(value)}")
+    if limit is not None and len(value) > limit:
+        raise BadText(f"must be at most {limit} characters, got {len(value)}")
+    if is_blank(value):
+        hint = "; use null to get every registry actor found in the sentence" if nullable else ""
+        raise BadText(f"must not be empty or whitespace only{hint}")
+    # A lone surrogate (JSON "\ud800") cannot be encoded as UTF-8, so neither the tokenizer
+    # nor the response could carry it: refuse it rather than score a mangled sentence.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise BadText(f"contains a lone surrogate (U+{ord(value[e.start]):04X}) at index {e.start}, "
+                      "which is not valid Unicode") from None
+
+
+def as_item(value: Any) -> Item:
+    """An Item from an Item, a sentence, or a (sentence, actor) tuple."""
+    if isinstance(value, Item):
+        return value
+    if isinstance(value, str):
+        return Item(value)
+    if isinstance(value, tuple) and len(value) == 2:
+        return Item(*value)
+    raise TypeError(f"expected an Item, a sentence or a (sentence, actor) tuple, got {json_type(value)}")

@@ -1,0 +1,76 @@
+"""Numeric precision of the encoder at inference: a measured choice, not an assumption.
+
+- ``fp32``: the weights as trained.
+- ``bf16``: encoder weights in bfloat16. Fast only on CPUs with bf16 matrix units (Intel
+  AMX, AVX512-BF16 on Intel and AMD Zen 4); elsewhere it is emulated and slow.
+- ``int8``: dynamic int8 quantisation of the encoder's linear layers (opt-in only).
+- ``auto``: bf16 where the CPU has bf16 units and the saved model's check passed for bf16,
+  else fp32.
+
+Pooling and heads always run in fp32. A precision is allowed only if, on the probe
+sentences, its labels match fp32's (checked when the model is saved, model/artifact.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+# CPU flags (Linux /proc/cpuinfo names) that mean bf16 matrix arithmetic in hardware.
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()  # not Linux: no flags known, so auto stays fp32
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "unknown CPU"
+    line = next((ln for ln in text.splitlines() if ln.startswith("model name")), "")
+    return line.partition(":")[2].strip() or "unknown CPU"
+
+
+def resolve(precision: str, passed: dict[str, bool], flags: set[str] | None = None) -> tuple[str, str]:
+    """(the precision to run, why). ``passed`` says which precisions matched fp32's labels
+    when the model was saved; an unchecked or failed precision is refused when asked for."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    flags = cpu_flags() if flags is None else flags
+    units = [f for f in BF16_FLAGS if f in flags]
+    if precision == "auto":
+        if not units:
+            return "fp32", "auto: fp32 (this CPU has no bf16 matrix units: none of " + ", ".join(BF16_FLAGS) + ")"
+        if not passed.get("bf16"):
+            return "fp32", f"auto: fp32 (the CPU has {', '.join(units)}, but bf16 did not match fp32's labels on this model)"
+        return "bf16", f"auto: bf16 (the CPU has {', '.join(units)}; bf16 matched fp32's labels on this model)"
+    if precision != "fp32" and not passed.get(precision):
+        raise ValueError(f"precision {precision} did not match fp32's labels when this model was saved; use fp32 or auto")
+    return precision, f"{precision}, as asked"
+
+
+def convert(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """A copy of ``model`` whose encoder runs at ``precision`` (the heads stay fp32)."""
+    if precision == "fp32":
+        return model
+    model = copy.deepcopy(model)
+    if precision == "bf16":
+        model.encoder.to(torch.bfloat16)
+    elif precision == "int8":
+        with warnings.catch_warnings():  # torch.ao announces its move to torchao; the API still works
+            warnings.simplefilter("ignore")
+            model.encoder = torch.ao.quantization.quantize_dynamic(model.encoder, {torch.nn.Linear}, dtype=torch.qint8)
+    else:
+        raise ValueError(f"cannot convert to {precision!r}")
+    return model.eval()

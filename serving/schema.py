@@ -1,0 +1,49 @@
+"""The API's request and response types: BentoML parses with them and builds the OpenAPI
+document from them. The guard (serving/guard.py) enforces the limits before BentoML sees a
+request; the constraints here state the same limits for the document."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from model.items import MAX_ACTOR_CHARS
+from serving.guard import MAX_BATCH_ITEMS, MAX_SENTENCE_CHARS
+
+EXAMPLE = "Zelenskyy said Ukraine would not accept any deal reached in Riyadh without it."
+
+Sentence = Annotated[str, Field(min_length=1, max_length=MAX_SENTENCE_CHARS, description="the sentence to classify",
+                                examples=[EXAMPLE])]
+Actor = Annotated[str | None, Field(max_length=MAX_ACTOR_CHARS, description="an actor (registry name, alias or free "
+                                    "text) to get the stance of; null for every registry actor found in the sentence",
+                                    examples=[None, "Volodymyr Zelensky"])]
+
+
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sentence: Sentence
+    actor: Actor = None
+
+
+Items = Annotated[list[ClassifyRequest], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
+
+
+class ActorStance(BaseModel):
+    actor: str = Field(description="registry name, or the free-text actor as given")
+    mention: str | None = Field(description="the words of the sentence that name the actor; null if not found")
+    affiliation: str | None = Field(description="the actor's side in the registry; null for a free-text actor")
+    stance: str = Field(description="support, oppose or neutral, toward the talks")
+    stance_probs: dict[str, float]
+
+
+class Classification(BaseModel):
+    sentence: str
+    sentiment: str = Field(description="positive, negative or neutral")
+    sentiment_probs: dict[str, float]
+    actors: list[ActorStance]
+    model: str = Field(description="the model store tag that produced this result")
+
+
+class BatchResult(BaseModel):
+    results: list[Classification] = Field(description="one result per item, in input order")
