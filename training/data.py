@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 ARTICLES = DATA / "articles"
 ANNOTATIONS = DATA / "annotations"
-# The annotation files, by role (data/annotations/README.md).
-FILES = {"pairs": "pairs.jsonl", "synthetic": "synthetic.jsonl", "written": "written.jsonl",
+# The annotation files, by role (data/annotations/README.md). The written corpus is a folder,
+# one file per writer.
+FILES = {"pairs": "pairs.jsonl", "synthetic": "synthetic.jsonl", "written": "written",
          "dev": "dev.jsonl", "challenge": "challenge.jsonl"}
 
 COLUMNS = ("id", "sentence_id", "article", "sentence", "actor", "mention", "mention_start", "mention_end",
@@ -31,8 +32,13 @@ COLUMNS = ("id", "sentence_id", "article", "sentence", "actor", "mention", "ment
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The rows of a .jsonl file, or of every .jsonl file in a folder (in name order)."""
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    rows = []
+    for file in files:
+        with open(file, encoding="utf-8") as f:
+            rows += [json.loads(line) for line in f if line.strip()]
+    return rows
 
 
 def to_dataset(rows: list[dict], synthetic: bool = False) -> Dataset:
@@ -55,7 +61,8 @@ class Sets:
 
     def training_files(self, config) -> list[Path]:
         names = ["pairs"] + [n for n in ("synthetic", "written") if getattr(config, n) and getattr(self, n) is not None]
-        return [self.folder / FILES[n] for n in names]
+        paths = [self.folder / FILES[n] for n in names]
+        return [f for p in paths for f in (sorted(p.glob("*.jsonl")) if p.is_dir() else [p])]
 
 
 def load_sets(folder: Path = ANNOTATIONS) -> Sets:

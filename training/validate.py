@@ -14,8 +14,7 @@ from pathlib import Path
 
 from model.actors import Registry, load_registry
 from model.labels import SENTIMENT, STANCE
-
-ROOT = Path(__file__).resolve().parents[1]
+from training.data import ANNOTATIONS, ARTICLES, FILES
 
 SENTENCE_KEYS = {"sentence_id": str, "article": str, "start": int, "end": int, "text": str}
 PAIR_KEYS = {"id": str, "sentence_id": str, "article": str, "sentence": str, "actor": str, "mention": str,
@@ -73,7 +72,9 @@ def validate_sentences(path: Path, articles: Path, errors: list[str]) -> dict[st
 
 
 def validate_pairs(path: Path, registry: Registry, sentences: dict[str, str] | None, errors: list[str],
-                   registry_only: bool = True) -> int:
+                   registry_only: bool = True, written: bool = False) -> int:
+    """Check one file of pair rows. ``written``: rows written for the project, which must be
+    flagged ``synthetic: true``; their actors may be outside the registry."""
     ids, pairs, sentiment = {}, {}, {}
     count = 0
     for n, row in _rows(path, errors):
@@ -88,6 +89,8 @@ def validate_pairs(path: Path, registry: Registry, sentences: dict[str, str] | N
         if row["sentence"][row["mention_start"]:row["mention_end"]] != row["mention"]:
             errors.append(f"{where}: mention offsets {row['mention_start']}:{row['mention_end']} give "
                           f"{row['sentence'][row['mention_start']:row['mention_end']]!r}, not {row['mention']!r}")
+        if written and row.get("synthetic") is not True:
+            errors.append(f"{where}: a written row must be flagged \"synthetic\": true")
         if row["actor"] in registry:
             owner = registry.owner(row["mention"])
             if owner != row["actor"]:
@@ -127,18 +130,19 @@ def validate(annotations: Path, articles: Path, registry: Registry | None = None
         counts["sentences"] = len(sentences)
     if (annotations / "pairs.jsonl").exists():
         counts["pairs"] = validate_pairs(annotations / "pairs.jsonl", registry, sentences, errors)
-    for name in ("synthetic.jsonl", "challenge.jsonl"):
-        if (annotations / name).exists():
-            # Written sentences, not article text: actors outside the registry are allowed
-            # (that is their point), but labels, offsets and ids are held to the same rules.
-            counts[name.split(".")[0]] = validate_pairs(annotations / name, registry, None, errors, registry_only=False)
+    for name in ("synthetic", "written", "dev", "challenge"):
+        path = annotations / FILES[name]
+        files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path] if path.exists() else []
+        # Written sentences, not article text: actors outside the registry are allowed
+        # (that is their point), but labels, offsets and ids are held to the same rules.
+        counts[name] = sum(validate_pairs(f, registry, None, errors, registry_only=False, written=True) for f in files)
     return errors, counts
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Validate the annotation files.")
-    parser.add_argument("--annotations", type=Path, default=ROOT / "data" / "annotations", help="folder of the annotation files")
-    parser.add_argument("--articles", type=Path, default=ROOT / "data" / "articles", help="folder of the article .txt files")
+    parser.add_argument("--annotations", type=Path, default=ANNOTATIONS, help="folder of the annotation files")
+    parser.add_argument("--articles", type=Path, default=ARTICLES, help="folder of the article .txt files")
     args = parser.parse_args(argv)
     errors, counts = validate(args.annotations, args.articles)
     for e in errors:

