@@ -364,7 +364,7 @@ def test_train_main_registers_a_calibrated_model_with_its_metrics(tmp_path, monk
     args = ["--annotations", str(ann), "--encoder", "tiny", "--max-steps", "4", "--batch-size", "4",
             "--workers", "1", "--precision", "fp32", "--teachers", "2"]
     metrics = train.main(args)
-    assert set(metrics) == {"dev", "challenge"}
+    assert set(metrics) == {"dev", "dev_uncalibrated", "challenge", "challenge_uncalibrated"}
     out = capsys.readouterr().out
     assert "dev macro-F1: stance" in out and "challenge macro-F1: stance" in out and "saved stance_classifier:" in out
     path, tag = store.find()

@@ -32,7 +32,9 @@ from model.encoding import encode_pairs, encode_sentences
 from model.labels import SENTIMENT, STANCE
 from model.network import StanceSentimentModel, default_encoder_path
 from model.predictor import Predictor
+from model.runtime import offline
 from training.config import TrainConfig, add_config_args, config_from_args
+from training.data import first_per_sentence
 
 
 def seed_everything(seed: int, threads: int) -> None:
@@ -70,10 +72,9 @@ def _class_weights(ids: list[int], n: int, enabled: bool) -> torch.Tensor | None
 
 def sentence_table(ds: Dataset) -> tuple[list[str], list[int]]:
     """Unique sentences with their (per-sentence) sentiment, in order of first appearance."""
-    seen = {}
-    for s, y in zip(ds["sentence"], ds["sentiment_id"]):
-        seen.setdefault(s, y)
-    return list(seen), list(seen.values())
+    idx = first_per_sentence(ds)
+    sentences, labels = ds["sentence"], ds["sentiment_id"]
+    return [sentences[i] for i in idx], [labels[i] for i in idx]
 
 
 def pair_rows(ds: Dataset) -> list[tuple[str, str, tuple[int, int]]]:
@@ -323,9 +324,7 @@ def teacher_targets(config: TrainConfig, train: Dataset, dev: Dataset) -> tuple[
         cal = Calibration.fit(dev, dev_st, dev_se, prior=False)
         stance += cal.apply("stance", train_st) / config.teachers
         sentiment += cal.apply("sentiment", train_se) / config.teachers
-    sentences, _ = sentence_table(train)
-    first = {s: i for i, s in reversed(list(enumerate(train["sentence"])))}
-    return stance, sentiment[[first[s] for s in sentences]]
+    return stance, sentiment[first_per_sentence(train)]
 
 
 def main(argv=None) -> dict:
@@ -334,6 +333,7 @@ def main(argv=None) -> dict:
     from training.metrics import summarize
     from training.store import register
 
+    offline()
     parser = argparse.ArgumentParser(description="Train the stance + sentiment model and register it in the BentoML store.")
     add_config_args(parser)
     parser.add_argument("--annotations", type=Path, default=ANNOTATIONS, help="folder of the annotation files (default: %(default)s)")
@@ -349,18 +349,19 @@ def main(argv=None) -> dict:
           f"{len(dev) if dev else 0} dev pairs; config: {config.to_dict()}")
     soft = teacher_targets(config, train, dev) if config.teachers else None
     model = fit(config, train, tokenizer, desc="final model", soft=soft)
+    # Scores before and after the temperatures and decision priors fitted on the dev set: the
+    # dev figure after is tuned on itself, the challenge figures show what they do to unseen text.
     metrics: dict = {}
+    raw = {name: predict_dataset(model, tokenizer, ds, config) for name, ds in (("dev", dev), ("challenge", challenge)) if ds}
     if dev is not None:
-        # Temperatures and decision priors from the dev set, then its scores with them (so
-        # the dev figure is tuned on itself: the challenge set and make evaluate are not).
-        raw = predict_dataset(model, tokenizer, dev, config)
-        metrics["dev_uncalibrated"] = summarize(dev, *raw)
-        calibration = Calibration.fit(dev, *raw, prior=config.prior)
+        calibration = Calibration.fit(dev, *raw["dev"], prior=config.prior)
         calibration.set_on(model)
-        metrics["dev"] = summarize(dev, *predict_dataset(model, tokenizer, dev, config))
-        metrics["dev"]["calibration"] = calibration.report(dev, *raw)
-    if challenge is not None:
-        metrics["challenge"] = summarize(challenge, *predict_dataset(model, tokenizer, challenge, config))
+    for name, ds in (("dev", dev), ("challenge", challenge)):
+        if ds is not None:
+            metrics[f"{name}_uncalibrated"] = summarize(ds, *raw[name])
+            metrics[name] = summarize(ds, *predict_dataset(model, tokenizer, ds, config))
+    if dev is not None:
+        metrics["dev"]["calibration"] = calibration.report(dev, *raw["dev"])
     for name, m in metrics.items():
         print(f"{name} macro-F1: stance {m['stance']['macro_f1']:.3f}, sentiment {m['sentiment']['macro_f1']:.3f}")
     if args.register:
