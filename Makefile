@@ -10,13 +10,9 @@ PORT   ?= 3000
 ARGS   ?=
 MODEL  ?= stance_classifier:latest
 
-# Nothing is fetched from a model or dataset hub at run time; the store lives in the project.
-export HF_HUB_OFFLINE := 1
-export TRANSFORMERS_OFFLINE := 1
-export HF_DATASETS_OFFLINE := 1
-export BENTOML_HOME ?= $(CURDIR)/bentoml_home
-export BENTOML_DO_NOT_TRACK := true
-export TOKENIZERS_PARALLELISM := false
+# Models go to BentoML's own store (~/bentoml, or $$BENTOML_HOME if set), where `stance`,
+# `bentoml list` and the service find them. Every entry point sets the offline environment
+# itself (model/runtime.py): nothing is fetched from a model or dataset hub.
 
 .PHONY: help install validate train evaluate serve score build test test-fast bench-serve bench-score bench-scale clean
 
@@ -43,16 +39,16 @@ train: $(VENV)/.installed ## fine-tune and register stance_classifier in the Ben
 evaluate: $(VENV)/.installed ## leave-one-article-out evaluation with baselines -> reports/
 	$(PY) -m training.evaluate $(ARGS)
 
-serve: $(VENV)/.installed ## serve the HTTP API on 127.0.0.1, port PORT (default 3000), training a model first if the store has none
-	@$(PY) -m serving.store --exists $(MODEL) || $(MAKE) train
-	$(PY) -m serving.serve --port $(PORT)
+serve: $(VENV)/.installed ## serve the HTTP API on 127.0.0.1:$$PORT (default 3000), training a model first if the store has none (ARGS="--workers 2")
+	@$(PY) -m model.store --exists $(MODEL) || $(MAKE) train
+	$(PY) -m serving.serve --port $(PORT) $(ARGS)
 
 score: $(VENV)/.installed ## batch-score files: make score ARGS="data/articles/*.txt --out scored.csv"
 	$(VENV)/bin/stance score $(ARGS)
 
 build: $(VENV)/.installed ## build a Bento (model + service) for deployment
-	@$(PY) -m serving.store --exists $(MODEL) || $(MAKE) train
-	$(VENV)/bin/bentoml build
+	@$(PY) -m model.store --exists $(MODEL) || $(MAKE) train
+	BENTOML_DO_NOT_TRACK=true $(VENV)/bin/bentoml build
 
 test: $(VENV)/.installed ## run all tests, fast and slow (what CI runs)
 	$(PY) -m pytest $(ARGS)

@@ -13,7 +13,7 @@ sentences, one chunk per actor call (the local engine's predictor calls); an act
 never larger than the number of chunks, so the small input (usually one chunk) runs on one
 actor, and a large input of few chunks leaves actors idle in its last round.
 
-Every run is a subprocess, ``python -m serving.cli score INPUT --out OUT [--engine ray]``,
+Every run is a subprocess, ``python -m batch.cli score INPUT --out OUT [--engine ray]``,
 timed from start to exit: Ray's cost is mostly start-up (``ray.init``, worker processes,
 each actor importing torch and loading the model), which an in-process run would hide
 after the first time or share with the local engine's imports. Each engine's time is fitted
@@ -43,18 +43,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from bench_score import build_input, choose_model, interleaved  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_score import build_input  # noqa: E402
+from common import ROOT, choose_model, interleaved  # noqa: E402
 
 WORKERS_ON_PAPER = (2, 8, 32)
 
 
 def cli_run(input_path: Path, out: Path, tag: str, batch_size: int, engine: str, workers: int, log: dict):
     """A callable that runs one `stance score` subprocess and keeps its last stderr line."""
-    command = [sys.executable, "-m", "serving.cli", "score", str(input_path), "--out", str(out), "--model", tag,
+    command = [sys.executable, "-m", "batch.cli", "score", str(input_path), "--out", str(out), "--model", tag,
                "--batch-size", str(batch_size), "--engine", engine]
     if engine == "ray":
         command += ["--workers", str(workers)]
@@ -84,20 +82,23 @@ def _num(value: float | None, width: int) -> str:
 
 def driver_ceilings(input_path: Path, local_out: Path, chunk: int, n_pairs: int) -> dict[str, float]:
     """Pairs/s the driver alone can sustain: reading + pickling the input; unpickling + writing rows."""
-    from serving.batch import input_columns, output_name, read_records, read_scored, write_rows
+    from batch.inputs import read_records
+    from batch.rows import input_columns, output_name
+    from batch.scored import read_scored
+    from batch.writers import output, write_rows
 
     start = time.perf_counter()
     records = read_records(str(input_path))
     blobs = [pickle.dumps(records[i : i + chunk], protocol=5) for i in range(0, len(records), chunk)]
     read = time.perf_counter() - start
 
-    rows = read_scored(str(local_out))
+    rows, _ = read_scored(str(local_out))
     columns = [output_name(c) for c in input_columns(records)]
     columns += [c for c in rows[0] if c not in columns]
     blob = pickle.dumps(rows, protocol=5)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        write_rows(Path(tmp) / "rows.jsonl", columns, [pickle.loads(blob)])
+        write_rows(output(str(Path(tmp) / "rows.jsonl")), columns, [pickle.loads(blob)])
         funnel = time.perf_counter() - start
     del blobs
     return {"read": n_pairs / read, "funnel": n_pairs / funnel}
@@ -121,12 +122,11 @@ def main(argv=None) -> int:
 
     import ray
 
-    from serving.cli import BATCHES_PER_CALL
-    from serving.store import get_model
+    from batch.scoring import BATCHES_PER_CALL
+    from model.store import find
 
-    bento_model = get_model(tag)
-    tag = str(bento_model.tag)
-    model_mb = sum(p.stat().st_size for p in Path(bento_model.path).rglob("*") if p.is_file()) / 2**20
+    model_path, tag = find(tag)
+    model_mb = sum(p.stat().st_size for p in model_path.rglob("*") if p.is_file()) / 2**20
     chunk = args.batch_size * BATCHES_PER_CALL
     log: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
         runs = {(engine, size): cli_run(path, tmp / f"{engine}_{size}.{args.format}", tag, args.batch_size, engine,
                                         args.workers, log)
                 for size, path in (("small", small_in), ("large", large_in)) for engine in ("local", "ray")}
-        times = interleaved(runs, args.repeats)
+        times = {name: min(t) for name, t in interleaved(runs, args.repeats).items()}  # best of the rounds
         ceilings = driver_ceilings(large_in, tmp / f"local_large.{args.format}", chunk, large_pairs)
         equal = _same_output(tmp / f"local_large.{args.format}", tmp / f"ray_large.{args.format}")
 
@@ -211,9 +211,9 @@ def _head(source: Path, dest: Path, n: int) -> tuple[list[str], int]:
 
 
 def _same_output(a: Path, b: Path) -> str:
-    from serving.batch import read_scored
+    from batch.scored import read_scored
 
-    rows_a, rows_b = read_scored(str(a)), read_scored(str(b))
+    (rows_a, _), (rows_b, _) = read_scored(str(a)), read_scored(str(b))
     same = sum(x == y for x, y in zip(rows_a, rows_b))
     return "yes" if same == len(rows_a) == len(rows_b) else f"NO ({same} of {len(rows_a)} rows equal)"
 

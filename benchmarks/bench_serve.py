@@ -13,7 +13,11 @@
    clients POST /classify_batch with 32 items each: throughput, p50/p95/p99 latency,
    errors, and the mean items per forward pass (what adaptive batching merged, from the
    service's /metrics) per phase; the peak RSS of the worker processes.
-5. The issue's goals, each marked ok / MISSED. The server is always stopped.
+5. Evidence, concurrency 1, paired: each sentence goes to POST /classify without, then with
+   "explain": true, for --explain-seconds; the latency of both and what one explanation costs
+   (forward rows per sentence, model/explain.py). Phases 3 and 4 send no explain: the figures
+   of requests without it, to set against a run of the code before explain existed.
+6. The issue's goals, each marked ok / MISSED. The server is always stopped.
 
 The load is the sentences of data/annotations/sentences.jsonl with no actor given (so
 every registry actor in a sentence is scored), the same for the raw model and the server.
@@ -204,6 +208,45 @@ async def drive(url: str, path: str, bodies: list[bytes], items_per_request: int
             **{f"p{q}_ms": 1000 * percentile(latencies, q) for q in (50, 95, 99)}}
 
 
+def paired_explain(url: str, sentences: list[str], seconds: float) -> tuple[dict, dict]:
+    """Concurrency 1: each sentence as a plain /classify, then with explain, in turn, so both
+    see the same machine. Returns the two phases."""
+    import httpx
+
+    times = {False: [], True: []}
+    errors = {False: Counter(), True: Counter()}
+    deadline = time.perf_counter() + seconds
+    with httpx.Client(base_url=url, timeout=90) as client:
+        for k, sentence in enumerate(itertools.cycle(sentences)):
+            for explain in (False, True):
+                body = json.dumps({"sentence": sentence, "actor": None, **({"explain": True} if explain else {})}).encode()
+                t = time.perf_counter()
+                try:
+                    response = client.post("/classify", content=body, headers=JSON)
+                except httpx.HTTPError as e:
+                    errors[explain][type(e).__name__] += 1
+                    continue
+                if response.status_code == 200:
+                    times[explain].append(time.perf_counter() - t)
+                else:
+                    errors[explain][f"HTTP {response.status_code}"] += 1
+            if time.perf_counter() > deadline and k + 1 >= min(len(sentences), 20):
+                break
+    return tuple({"path": "/classify" + (" explain" if explain else ""), "concurrency": 1, "requests": len(times[explain]),
+                  "errors": dict(errors[explain]), "per_s": len(times[explain]) / sum(times[explain]) if times[explain] else 0.0,
+                  "items_per_forward": float("nan"), "explain_pair": True, **{f"p{q}_ms": 1000 * percentile(times[explain], q) for q in (50, 95, 99)}}
+                 for explain in (False, True))
+
+
+def explain_rows(predictor, items: list) -> float:
+    """Mean forward rows one explained sentence costs: per actor, the sentence and once without
+    each candidate word (model/explain.py)."""
+    from model.explain import candidate_words
+
+    rows = [1 + len(candidate_words(item.sentence, t.span)) for item in items for t in predictor.targets(item)]
+    return sum(rows) / len(items)
+
+
 def items_per_forward(before: tuple[float, float], after: tuple[float, float]) -> float:
     passes = after[0] - before[0]
     return (after[1] - before[1]) / passes if passes else float("nan")
@@ -217,6 +260,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("STANCE_WORKERS") or 1), help="server worker processes")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per server worker (default: cores / workers)")
     parser.add_argument("--raw-seconds", type=float, default=10, help="seconds per raw batched measurement (default: %(default)s)")
+    parser.add_argument("--explain-seconds", type=float, default=None,
+                        help="seconds of the paired plain/explain phase; 0 skips it (default: --duration)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
@@ -228,12 +273,12 @@ def main(argv=None) -> int:
 
     import torch
 
-    from model.predictor import Item
+    from model.predictor import Item, Predictor
+    from model.store import ModelNotFound
     from serving.service import FORWARD_CHUNK
-    from serving.store import ModelNotFound, load_predictor
 
     try:
-        predictor = load_predictor(batch_size=FORWARD_CHUNK)  # as the service runs it
+        predictor = Predictor.from_store(batch_size=FORWARD_CHUNK)  # as the service runs it
     except ModelNotFound as e:
         print(e, file=sys.stderr)
         return 1
@@ -276,6 +321,12 @@ def main(argv=None) -> int:
             before = forward_passes(url)
             phase = asyncio.run(drive(url, "/classify_batch", batches, args.batch_items, 2, args.duration))
             phases.append({**phase, "items_per_forward": items_per_forward(before, forward_passes(url))})
+        explain_seconds = args.duration if args.explain_seconds is None else args.explain_seconds
+        if explain_seconds:
+            plain, explained = paired_explain(url, sentences, explain_seconds)
+            phases += [plain, explained]
+            print(f"  /classify explain c=1: p50 {explained['p50_ms']:.1f} ms against {plain['p50_ms']:.1f} ms without, "
+                  f"errors {explained['errors'] or 0}")
     finally:
         sampler.stopped.set()
         stop_server(proc)
@@ -283,6 +334,7 @@ def main(argv=None) -> int:
     raw = {"tag": predictor.tag, "batched_per_s": statistics.mean(batched), "batched_runs": batched,
            "single_p50_ms": 1000 * statistics.median(raw_single) if raw_single else float("nan")}
 
+    paired = [p for p in phases if p.get("explain_pair")]
     print()
     print(f"{'phase':<26}{'sentences/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'requests':>10}{'per pass':>10}  errors")
     print(f"{'raw model, batched':<26}{raw['batched_per_s']:>12.1f}"
@@ -291,14 +343,22 @@ def main(argv=None) -> int:
         print(f"{'raw model, one sentence':<26}{len(raw_single) / sum(raw_single):>12.1f}{1000 * percentile(raw_single, 50):>9.1f}"
               f"{1000 * percentile(raw_single, 95):>9.1f}{1000 * percentile(raw_single, 99):>9.1f}{len(raw_single):>10}")
     for p in phases:
-        name = f"{p['path']} c={p['concurrency']}" + (f" x{args.batch_items}" if p["path"] == "/classify_batch" else "")
+        name = (f"{p['path']} c={p['concurrency']}" + (f" x{args.batch_items}" if p["path"] == "/classify_batch" else "")
+                + (" (paired)" if p.get("explain_pair") else ""))
         print(f"{name:<26}{p['per_s']:>12.1f}{p['p50_ms']:>9.1f}{p['p95_ms']:>9.1f}{p['p99_ms']:>9.1f}{p['requests']:>10}"
               f"{p['items_per_forward']:>10.1f}  {sum(p['errors'].values())} {p['errors'] or ''}")
     print("(per pass: mean items per forward pass in the server, i.e. what adaptive batching merged)")
+    if paired:
+        plain, explained = paired
+        raw["explain_rows_per_sentence"] = explain_rows(predictor, items)
+        print(f"explain: p50 {explained['p50_ms']:.0f} ms, p95 {explained['p95_ms']:.0f} ms, "
+              f"{explained['p50_ms'] / plain['p50_ms']:.1f}x a plain request paired with it; one explained sentence "
+              f"costs {raw['explain_rows_per_sentence']:.0f} forward rows on average (the sentence and once without "
+              "each candidate word, per actor)")
     print(f"server ready in {ready:.1f} s; worker peak RSS {sampler.peak / 2**20:.0f} MiB; "
           f"load average {os.getloadavg()[0]:.1f} at the end")
 
-    by_c = {p["concurrency"]: p for p in phases if p["path"] == "/classify"}
+    by_c = {p["concurrency"]: p for p in phases if p["path"] == "/classify" and not p.get("explain_pair")}
     goals = []
     if 32 in by_c:
         goals.append((f"zero errors at concurrency 32 for {args.duration:.0f} s", not by_c[32]["errors"]))

@@ -1,4 +1,5 @@
 """Numeric precision of the encoder at inference: a measured choice, not an assumption.
+(This module imports torch only to convert a model, so a CLI can list the choices cheaply.)
 
 - ``fp32``: the weights as trained.
 - ``bf16``: encoder weights in bfloat16. Fast only on CPUs with bf16 matrix units (Intel
@@ -17,9 +18,9 @@ import copy
 import warnings
 from pathlib import Path
 
-import torch
-
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
+# Where the encoder runs (Predictor.load): "auto" times PyTorch against ONNX Runtime for fp32.
+BACKENDS = ("auto", "torch", "onnx")
 # CPU flags (Linux /proc/cpuinfo names) that mean bf16 matrix arithmetic in hardware.
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -60,8 +61,10 @@ def resolve(precision: str, passed: dict[str, bool], flags: set[str] | None = No
     return precision, f"{precision}, as asked"
 
 
-def convert(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+def convert(model, precision: str):
     """A copy of ``model`` whose encoder runs at ``precision`` (the heads stay fp32)."""
+    import torch
+
     if precision == "fp32":
         return model
     model = copy.deepcopy(model)

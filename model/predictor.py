@@ -55,7 +55,8 @@ class Predictor:
 
     def __init__(self, model: StanceSentimentModel, tokenizer, meta: dict | None = None, tag: str = "local",
                  registry: Registry | None = None, batch_size: int = 32, max_length: int | None = None,
-                 encoder: Callable[[dict], torch.Tensor] | None = None, choice: str = "fp32, PyTorch"):
+                 encoder: Callable[[dict], torch.Tensor] | None = None, choice: str = "fp32, PyTorch",
+                 source: Path | None = None):
         self.model = model.eval()
         self.encoder = encoder
         self.tokenizer = tokenizer
@@ -65,11 +66,15 @@ class Predictor:
         self.batch_size = batch_size
         self.max_length = max_length or artifact.max_length(self.meta)
         self.choice = choice  # the precision and backend that run, and why (logged by load)
+        # The saved model folder this was loaded from (None if built in memory): where
+        # model/gradients.py reloads fp32 weights when this predictor runs bf16 or int8.
+        self.source = source
 
     def with_parts(self, model: StanceSentimentModel | None = None, encoder=None, choice: str = "") -> "Predictor":
         """This predictor around another model and/or encoder, with the same settings."""
         return Predictor(model or self.model, self.tokenizer, self.meta, self.tag, self.registry,
-                         self.batch_size, self.max_length, encoder=encoder, choice=choice or self.choice)
+                         self.batch_size, self.max_length, encoder=encoder, choice=choice or self.choice,
+                         source=self.source)
 
     @classmethod
     def load(cls, path: str | Path, tag: str = "local", precision: str = "auto", backend: str = "auto",
@@ -77,12 +82,12 @@ class Predictor:
         """A saved model folder. ``precision``: auto | fp32 | bf16 | int8 (model/precision.py).
         ``backend``: torch | onnx | auto. With auto, bf16 and int8 run on PyTorch; fp32 runs
         on whichever of PyTorch and ONNX Runtime is faster here, timed at load on a few batches."""
-        if backend not in ("auto", "onnx", "torch"):
-            raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', not {backend!r}")
+        if backend not in precisions.BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(precisions.BACKENDS)}, not {backend!r}")
         model, tokenizer, meta, registry = artifact.load(path)
         passed = {p: bool(c.get("passed")) for p, c in meta.get("precision_checks", {}).items()}
         chosen, why = precisions.resolve(precision, passed)
-        base = cls(model, tokenizer, meta, tag, registry, batch_size)
+        base = cls(model, tokenizer, meta, tag, registry, batch_size, source=Path(path))
         predictor = base.with_parts(precisions.convert(model, chosen), choice=f"{why}; PyTorch")
         if backend == "onnx" or (backend == "auto" and chosen == "fp32" and artifact.has_onnx(path)):
             from model.onnx_encoder import FILE, OnnxEncoder
@@ -111,14 +116,15 @@ class Predictor:
         reg = self.registry
         if item.actor is None:
             return [Target(m.actor, m.text, (m.start, m.end), reg.actors[m.actor].affiliation) for m in reg.find(item.sentence)]
-        name = reg.owner(item.actor) or item.actor
+        actor = item.actor.strip()
+        name = reg.owner(actor) or actor
         affiliation = reg.actors[name].affiliation if name in reg else None
         span = _find(item.sentence, item.mention) if item.mention else None
         if span is None and name in reg:
             span = next(((m.start, m.end) for m in reg.find_all(item.sentence) if m.actor == name), None)
         if span is None:
             # A free-text actor may be named by surname only ("Sánchez" for "Pedro Sánchez").
-            for candidate in (item.actor, *reversed(item.actor.split())):
+            for candidate in (actor, *reversed(actor.split())):
                 span = _find(item.sentence, candidate) if len(candidate) > 2 else None
                 if span:
                     break
@@ -150,15 +156,14 @@ class Predictor:
             out[idx] = summed / torch.bincount(owner, minlength=len(idx)).unsqueeze(1)
         return out
 
-    def predict(self, items: Iterable[Item | str | tuple], progress: Callable[[int], None] | None = None,
-                isolate: bool = False) -> list[dict | Failure]:
+    def predict(self, items: Iterable[Item | str | tuple], isolate: bool = False) -> list[dict | Failure]:
         """Items (or sentences, or (sentence, actor) tuples) in, one result per item out, in
         order. Sentiment is computed once per distinct sentence; stance once per (sentence,
         actor). With ``isolate``, an item whose prediction raises gets a ``Failure`` and the
         others of the batch are answered as if it had not been sent."""
         items = [as_item(x) for x in items]
         try:
-            return self._predict(items, progress)
+            return self._predict(items)
         except Exception:
             if not isolate:
                 raise
@@ -166,13 +171,13 @@ class Predictor:
         results: list[dict | Failure] = []
         for item in items:
             try:
-                results.append(self._predict([item], progress)[0])
+                results.append(self._predict([item])[0])
             except Exception as e:  # noqa: BLE001 - isolated: one item's fault is its own
                 log.exception("prediction failed for one item")
                 results.append(Failure(item, f"{type(e).__name__}: {e}"))
         return results
 
-    def _predict(self, items: list[Item], progress) -> list[dict]:
+    def _predict(self, items: list[Item]) -> list[dict]:
         targets = [self.targets(it) for it in items]
         sentences = list(dict.fromkeys(it.sentence for it in items))
         rows = [(t.actor, it.sentence, t.span) for it, ts in zip(items, targets) for t in ts]
@@ -189,8 +194,6 @@ class Predictor:
                                "stance": STANCE[int(p.argmax())], "stance_probs": _probs(STANCE, p)})
             results.append({"sentence": it.sentence, "sentiment": SENTIMENT[int(sp.argmax())],
                             "sentiment_probs": _probs(SENTIMENT, sp), "actors": actors, "model": self.tag})
-            if progress:
-                progress(1)
         return results
 
 

@@ -58,8 +58,10 @@ def _blocks(text: str, on_skip=None):
     furniture is skipped line by line (never the rest of the file); ``on_skip(line, text)``
     hears of each skipped line, numbered from 1."""
     pos, blocks, teaser_lines = 0, [], 0
-    for line_no, raw in enumerate(text.splitlines(keepends=True), 1):
-        line = raw.rstrip("\r\n")
+    # Lines end at "\n" only, as an editor numbers them (str.splitlines would also end one
+    # at a form feed or U+2028), so a skipped line's number is the one the user sees.
+    for line_no, raw in enumerate(text.split("\n"), 1):
+        line = raw.rstrip("\r")
         stripped = line.strip()
         if stripped:
             lead = len(line) - len(line.lstrip())
@@ -78,7 +80,7 @@ def _blocks(text: str, on_skip=None):
                     blocks[-1] = (blocks[-1][0], end)
                 else:
                     blocks.append((start, end))
-        pos += len(raw)
+        pos += len(raw) + 1
     return blocks
 
 

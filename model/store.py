@@ -1,5 +1,7 @@
 """Find a saved model in the BentoML model store, by tag, without importing BentoML.
 
+    python -m model.store --exists stance_classifier:latest   # exit 0 if the store has it
+
 The store is BentoML's own: ``$BENTOML_HOME`` if set, else ``~/bentoml`` (BentoML's default),
 so ``make train``, ``make serve``, ``stance score`` and ``bentoml list`` all see the same
 models with nothing exported. Its layout is ``models/<name>/<version>/`` with a ``latest``
@@ -46,3 +48,24 @@ def find(tag: str = f"{MODEL_NAME}:latest") -> tuple[Path, str]:
         raise ModelNotFound(f"no model {tag!r} in the BentoML store at {home()} ({have}); run `make train` first, "
                             "or set BENTOML_HOME to the store that has it")
     return path, f"{name}:{version}"
+
+
+def main(argv=None) -> int:
+    """``python -m model.store --exists TAG``: exit 0 and print the tag if the store has it
+    (what `make serve` runs to decide whether to train first)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Look a model up in the BentoML store.")
+    parser.add_argument("--exists", metavar="TAG", default=f"{MODEL_NAME}:latest", help="exit 0 if TAG is in the store")
+    args = parser.parse_args(argv)
+    try:
+        print(find(args.exists)[1])
+        return 0
+    except ModelNotFound as e:
+        print(e, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,7 +24,11 @@ from model.items import MAX_ACTOR_CHARS, BadText, check_text, json_type
 MAX_SENTENCE_CHARS = 2000
 MAX_BATCH_ITEMS = 256
 MAX_BODY_BYTES = 1024 * 1024
-ITEM_FIELDS = ("sentence", "actor")  # any other field is rejected (422): a typo must not pass silently
+# Items of one /classify_batch that may ask for evidence: each costs up to one forward row per
+# word of its sentence (model/explain.py), so 32 long ones stay well inside the 60 s timeout.
+MAX_EXPLAIN_ITEMS = 32
+MAX_TEXT_CHARS = 100_000  # /segment: a long article
+ITEM_FIELDS = ("sentence", "actor", "explain")  # any other field is rejected (422): a typo must not pass silently
 
 
 class Problem(Exception):
@@ -54,6 +58,8 @@ def check_item(item: Any, prefix: str = "") -> None:
         raise Problem(422, f"{prefix}sentence", "is required")
     _text(item["sentence"], f"{prefix}sentence", MAX_SENTENCE_CHARS, nullable=False)
     _text(item.get("actor"), f"{prefix}actor", MAX_ACTOR_CHARS, nullable=True)
+    if not isinstance(item.get("explain", False), bool):
+        raise Problem(422, f"{prefix}explain", f"must be true or false, got {json_type(item['explain'])}")
 
 
 def check_batch(body: Any) -> None:
@@ -73,6 +79,20 @@ def check_batch(body: Any) -> None:
         raise Problem(422, "items", f"must hold at most {MAX_BATCH_ITEMS} items, got {len(items)}; split the batch")
     for i, item in enumerate(items):
         check_item(item, f"items[{i}].")
+    explained = sum(item.get("explain") is True for item in items)
+    if explained > MAX_EXPLAIN_ITEMS:
+        raise Problem(422, "items", f"at most {MAX_EXPLAIN_ITEMS} items may ask for explain, got {explained}; split the batch")
+
+
+def check_text_body(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise Problem(422, "body", f"must be a JSON object, got {json_type(body)}")
+    for key in body:
+        if key != "text":
+            raise Problem(422, key, "is not a known field; the only field is text")
+    if "text" not in body:
+        raise Problem(422, "text", "is required")
+    _text(body["text"], "text", MAX_TEXT_CHARS, nullable=False)
 
 
 def parse_body(raw: bytes) -> Any:
@@ -92,7 +112,8 @@ def parse_body(raw: bytes) -> Any:
         raise Problem(400, "body", f"is not valid JSON ({e})") from None
 
 
-CHECKS: dict[str, Callable[[Any], None]] = {"/classify": check_item, "/classify_batch": check_batch}
+CHECKS: dict[str, Callable[[Any], None]] = {"/classify": check_item, "/classify_batch": check_batch,
+                                             "/segment": check_text_body}
 
 
 class RequestGuard:

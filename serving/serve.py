@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from model.runtime import offline
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE = "serving.service:StanceClassifier"
 
@@ -45,16 +47,14 @@ def environment(workers: int, threads: int | None, home: Path) -> dict[str, str]
     # with other CPU-bound jobs, `--workers 2 --threads 1` gave ~1.5x the throughput at
     # 32 clients (each worker gets its own CPU share) for twice the memory.
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    env = {
-        "BENTOML_DO_NOT_TRACK": "true",
+    env = offline({
         # OpenMP threads sleep instead of spinning between operations: on a busy host,
         # spinning threads starve the one they wait for (a forward pass took 2 s, not 60 ms).
         "OMP_WAIT_POLICY": "PASSIVE",
         **os.environ,
         "BENTOML_HOME": str(home),
         "STANCE_TORCH_THREADS": str(threads),
-        "TOKENIZERS_PARALLELISM": "false",
-    }
+    })
     options = [o for o in [env.get("BENTOML_CONFIG_OPTIONS", "")] if o]
     env["BENTOML_CONFIG_OPTIONS"] = " ".join([*options, f"services.StanceModel.workers={workers}"])
     return env

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import os
 
-# Set before any HF import: tests must never reach a hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from model.runtime import offline  # noqa: E402
+
+offline()  # before any HF import: tests must never reach a hub
 
 from pathlib import Path
 
@@ -112,12 +109,30 @@ def real_predictor(real_model):
     return Predictor.load(real_model[0], tag=real_model[1])
 
 
+@pytest.fixture(scope="module")
+def client(tiny_store, tmp_path_factory):
+    """The HTTP service in-process (``StanceClassifier.to_asgi()``, the tiny model) behind
+    starlette's TestClient."""
+    import warnings
+
+    # What BentoML's server sets for its workers; /metrics needs it in-process too.
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(tmp_path_factory.mktemp("prometheus")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # starlette's TestClient warns that it still uses httpx
+        from starlette.testclient import TestClient
+
+    from serving.service import StanceClassifier
+
+    with TestClient(StanceClassifier.to_asgi(), raise_server_exceptions=False) as c:
+        yield c
+
+
 @pytest.fixture
 def score(tiny_store, monkeypatch, tmp_path):
     """Run `stance score ... --model <tiny tag>` in tmp_path, through the CLI runner; return the result."""
     from typer.testing import CliRunner
 
-    from serving.cli import app
+    from batch.cli import app
 
     monkeypatch.chdir(tmp_path)
 

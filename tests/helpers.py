@@ -52,3 +52,133 @@ def write_annotations(folder: Path) -> Path:
     for name, rows in files.items():
         (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return folder
+
+
+# -- the HTTP API's contract: shared by the in-process and the real-server tests --------------
+RESULT_KEYS = {"sentence", "sentiment", "sentiment_probs", "actors", "model"}
+ACTOR_KEYS = {"actor", "mention", "affiliation", "stance", "stance_probs"}
+TWO_ACTORS = "Zelenskyy rejected the deal, while Lavrov praised the Riyadh talks."
+
+
+def long_text(n: int) -> str:
+    return ("Lavrov spoke. " * (n // 14 + 1))[:n]
+
+
+def batch(n: int) -> dict:
+    return {"items": [{"sentence": "Rubio spoke."}] * n}
+
+
+BAD = [
+    # (id, path, raw body, status, error message)
+    ("invalid JSON", "/classify", b'{"sentence": "x",}', 400,
+     "body: is not valid JSON (Expecting property name enclosed in double quotes at line 1 column 18)"),
+    ("truncated JSON", "/classify", b'{"sentence": "x"', 400,
+     "body: is not valid JSON (Expecting ',' delimiter at line 1 column 17)"),
+    ("empty body", "/classify", b"", 400, 'body: is empty; send a JSON object such as {"sentence": "..."}'),
+    ("blank body", "/classify_batch", b"  \n", 400, 'body: is empty; send a JSON object such as {"sentence": "..."}'),
+    ("not UTF-8", "/classify", b'{"sentence": "\xff\xfe"}', 400, "body: is not valid UTF-8 (byte 14)"),
+    ("nested too deeply", "/classify", b"[" * 100_000, 400, "body: is nested too deeply"),
+    ("missing sentence", "/classify", {"actor": "Rubio"}, 422, "sentence: is required"),
+    ("empty object", "/classify", {}, 422, "sentence: is required"),
+    ("sentence number", "/classify", {"sentence": 42}, 422, "sentence: must be a string, got number"),
+    ("sentence boolean", "/classify", {"sentence": True}, 422, "sentence: must be a string, got boolean"),
+    ("sentence object", "/classify", {"sentence": {"text": "x"}}, 422, "sentence: must be a string, got object"),
+    ("null body", "/classify", None, 422, "body: must be a JSON object, got null"),
+    ("null sentence", "/classify", {"sentence": None}, 422, "sentence: must be a string, got null"),
+    ("array body", "/classify", ["Rubio spoke."], 422, "body: must be a JSON object, got array"),
+    ("string body", "/classify", "Rubio spoke.", 422, "body: must be a JSON object, got string"),
+    ("list sentence", "/classify", {"sentence": ["Rubio spoke."]}, 422, "sentence: must be a string, got array"),
+    ("list actor", "/classify", {"sentence": "Rubio spoke.", "actor": ["Rubio"]}, 422,
+     "actor: must be a string or null, got array"),
+    ("empty sentence", "/classify", {"sentence": ""}, 422, "sentence: must not be empty or whitespace only"),
+    ("whitespace sentence", "/classify", {"sentence": " \t\n\u00a0"}, 422, "sentence: must not be empty or whitespace only"),
+    ("control-only sentence", "/classify", {"sentence": "\x00\x01 "}, 422, "sentence: must not be empty or whitespace only"),
+    ("sentence too long", "/classify", {"sentence": long_text(2001)}, 422, "sentence: must be at most 2000 characters, got 2001"),
+    ("actor too long", "/classify", {"sentence": "Rubio spoke.", "actor": "R" * 201}, 422,
+     "actor: must be at most 200 characters, got 201"),
+    ("actor number", "/classify", {"sentence": "Rubio spoke.", "actor": 7}, 422, "actor: must be a string or null, got number"),
+    ("actor object", "/classify", {"sentence": "Rubio spoke.", "actor": {"name": "Rubio"}}, 422,
+     "actor: must be a string or null, got object"),
+    ("empty actor", "/classify", {"sentence": "Rubio spoke.", "actor": " "}, 422,
+     "actor: must not be empty or whitespace only; use null to get every registry actor found in the sentence"),
+    ("lone surrogate", "/classify", b'{"sentence": "Rubio \\ud800 spoke."}', 422,
+     "sentence: contains a lone surrogate (U+D800) at index 6, which is not valid Unicode"),
+    ("lone surrogate actor", "/classify", b'{"sentence": "Rubio spoke.", "actor": "\\udfff"}', 422,
+     "actor: contains a lone surrogate (U+DFFF) at index 0, which is not valid Unicode"),
+    ("unknown field", "/classify", {"sentence": "Rubio spoke.", "actr": "Rubio"}, 422,
+     "actr: is not a known field; the fields are sentence, actor, explain"),
+    ("empty batch", "/classify_batch", {"items": []}, 422, "items: must not be empty"),
+    ("batch over max", "/classify_batch", batch(257), 422, "items: must hold at most 256 items, got 257; split the batch"),
+    ("batch missing items", "/classify_batch", {}, 422, "items: is required"),
+    ("batch items not a list", "/classify_batch", {"items": "Rubio spoke."}, 422, "items: must be an array, got string"),
+    ("batch null items", "/classify_batch", {"items": None}, 422, "items: must be an array, got null"),
+    ("batch item not an object", "/classify_batch", {"items": [{"sentence": "ok"}, "Rubio spoke."]}, 422,
+     "items[1]: must be a JSON object, got string"),
+    ("batch item bad sentence", "/classify_batch", {"items": [{"sentence": "ok"}, {"sentence": 1}]}, 422,
+     "items[1].sentence: must be a string, got number"),
+    ("batch item unknown field", "/classify_batch", {"items": [{"sentence": "ok", "lang": "en"}]}, 422,
+     "items[0].lang: is not a known field; the fields are sentence, actor, explain"),
+    ("batch unknown field", "/classify_batch", {"items": [{"sentence": "ok"}], "mode": "fast"}, 422,
+     "mode: is not a known field; the only field is items"),
+    ("batch as single", "/classify_batch", {"sentence": "Rubio spoke."}, 422, "sentence: is not a known field; the only field is items"),
+    ("explain string", "/classify", {"sentence": "Rubio spoke.", "explain": "yes"}, 422, "explain: must be true or false, got string"),
+    ("explain null", "/classify", {"sentence": "Rubio spoke.", "explain": None}, 422, "explain: must be true or false, got null"),
+    ("batch explain number", "/classify_batch", {"items": [{"sentence": "ok", "explain": 1}]}, 422,
+     "items[0].explain: must be true or false, got number"),
+    ("batch explains too many", "/classify_batch", {"items": [{"sentence": "Rubio spoke.", "explain": True}] * 33}, 422,
+     "items: at most 32 items may ask for explain, got 33; split the batch"),
+    ("segment missing text", "/segment", {}, 422, "text: is required"),
+    ("segment unknown field", "/segment", {"text": "Rubio spoke.", "lang": "en"}, 422, "lang: is not a known field; the only field is text"),
+    ("segment text number", "/segment", {"text": 3}, 422, "text: must be a string, got number"),
+    ("segment blank text", "/segment", {"text": " \n"}, 422, "text: must not be empty or whitespace only"),
+    ("segment text too long", "/segment", {"text": long_text(100_001)}, 422, "text: must be at most 100000 characters, got 100001"),
+    ("segment array body", "/segment", ["Rubio spoke."], 422, "body: must be a JSON object, got array"),
+    ("segment empty body", "/segment", b"", 400, 'body: is empty; send a JSON object such as {"sentence": "..."}'),
+]
+
+
+# -- the batch CLI (`stance score`, `stance report`, score_frame): shared by its test modules ---
+ARTICLE = (
+    "Talks in Riyadh\n\n"
+    "Lavrov praised the talks in Riyadh as useful. The weather was mild on Tuesday.\n"
+    "Kyiv condemned the talks, while Moscow welcomed them.\n"
+)
+# The article's sentences and the actors detected in each (registry names), in order.
+ARTICLE_SENTENCES = [
+    ("Talks in Riyadh", []),
+    ("Lavrov praised the talks in Riyadh as useful.", ["Sergey Lavrov"]),
+    ("The weather was mild on Tuesday.", []),
+    ("Kyiv condemned the talks, while Moscow welcomed them.", ["Ukraine", "Russia"]),
+]
+
+
+def write(path: Path, text: str) -> str:
+    """Write ``text`` to ``path`` (UTF-8); return the file's name, as a test passes it to the CLI."""
+    path.write_text(text, encoding="utf-8")
+    return path.name
+
+
+def write_csv(path: Path, rows: list[list], delimiter: str = ",") -> str:
+    import csv
+
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f, delimiter=delimiter).writerows(rows)
+    return path.name
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    return write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_out(path: Path) -> list[dict]:
+    """The rows of a file `stance score` (or `stance report`) wrote: .jsonl, .csv or .parquet."""
+    import csv
+
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as f:
+            return list(csv.DictReader(f))
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()

@@ -5,32 +5,13 @@ and message word for word, then /readyz still 200)."""
 from __future__ import annotations
 
 import json
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from helpers import ACTOR_KEYS, BAD, RESULT_KEYS, TWO_ACTORS, long_text
+
 from model.labels import SENTIMENT, STANCE
-
-RESULT_KEYS = {"sentence", "sentiment", "sentiment_probs", "actors", "model"}
-ACTOR_KEYS = {"actor", "mention", "affiliation", "stance", "stance_probs"}
-TWO_ACTORS = "Zelenskyy rejected the deal, while Lavrov praised the Riyadh talks."
-
-
-@pytest.fixture(scope="module")
-def client(tiny_store, tmp_path_factory):
-    import os
-
-    # What BentoML's server sets for its workers; /metrics needs it in-process too.
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(tmp_path_factory.mktemp("prometheus")))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # starlette's TestClient warns that it still uses httpx
-        from starlette.testclient import TestClient
-
-    from serving.service import StanceClassifier
-
-    with TestClient(StanceClassifier.to_asgi(), raise_server_exceptions=False) as c:
-        yield c
 
 
 def classify(client, body):
@@ -133,70 +114,6 @@ def test_bentoml_endpoints(client):
 
 
 # -- bad input ---------------------------------------------------------------------------------
-def long(n: int) -> str:
-    return ("Lavrov spoke. " * (n // 14 + 1))[:n]
-
-
-def batch(n: int) -> dict:
-    return {"items": [{"sentence": "Rubio spoke."}] * n}
-
-
-BAD = [
-    # (id, path, raw body, status, error message)
-    ("invalid JSON", "/classify", b'{"sentence": "x",}', 400,
-     "body: is not valid JSON (Expecting property name enclosed in double quotes at line 1 column 18)"),
-    ("truncated JSON", "/classify", b'{"sentence": "x"', 400,
-     "body: is not valid JSON (Expecting ',' delimiter at line 1 column 17)"),
-    ("empty body", "/classify", b"", 400, 'body: is empty; send a JSON object such as {"sentence": "..."}'),
-    ("blank body", "/classify_batch", b"  \n", 400, 'body: is empty; send a JSON object such as {"sentence": "..."}'),
-    ("not UTF-8", "/classify", b'{"sentence": "\xff\xfe"}', 400, "body: is not valid UTF-8 (byte 14)"),
-    ("nested too deeply", "/classify", b"[" * 100_000, 400, "body: is nested too deeply"),
-    ("missing sentence", "/classify", {"actor": "Rubio"}, 422, "sentence: is required"),
-    ("empty object", "/classify", {}, 422, "sentence: is required"),
-    ("sentence number", "/classify", {"sentence": 42}, 422, "sentence: must be a string, got number"),
-    ("sentence boolean", "/classify", {"sentence": True}, 422, "sentence: must be a string, got boolean"),
-    ("sentence object", "/classify", {"sentence": {"text": "x"}}, 422, "sentence: must be a string, got object"),
-    ("null body", "/classify", None, 422, "body: must be a JSON object, got null"),
-    ("null sentence", "/classify", {"sentence": None}, 422, "sentence: must be a string, got null"),
-    ("array body", "/classify", ["Rubio spoke."], 422, "body: must be a JSON object, got array"),
-    ("string body", "/classify", "Rubio spoke.", 422, "body: must be a JSON object, got string"),
-    ("list sentence", "/classify", {"sentence": ["Rubio spoke."]}, 422, "sentence: must be a string, got array"),
-    ("list actor", "/classify", {"sentence": "Rubio spoke.", "actor": ["Rubio"]}, 422,
-     "actor: must be a string or null, got array"),
-    ("empty sentence", "/classify", {"sentence": ""}, 422, "sentence: must not be empty or whitespace only"),
-    ("whitespace sentence", "/classify", {"sentence": " \t\n\u00a0"}, 422, "sentence: must not be empty or whitespace only"),
-    ("control-only sentence", "/classify", {"sentence": "\x00\x01 "}, 422, "sentence: must not be empty or whitespace only"),
-    ("sentence too long", "/classify", {"sentence": long(2001)}, 422, "sentence: must be at most 2000 characters, got 2001"),
-    ("actor too long", "/classify", {"sentence": "Rubio spoke.", "actor": "R" * 201}, 422,
-     "actor: must be at most 200 characters, got 201"),
-    ("actor number", "/classify", {"sentence": "Rubio spoke.", "actor": 7}, 422, "actor: must be a string or null, got number"),
-    ("actor object", "/classify", {"sentence": "Rubio spoke.", "actor": {"name": "Rubio"}}, 422,
-     "actor: must be a string or null, got object"),
-    ("empty actor", "/classify", {"sentence": "Rubio spoke.", "actor": " "}, 422,
-     "actor: must not be empty or whitespace only; use null to get every registry actor found in the sentence"),
-    ("lone surrogate", "/classify", b'{"sentence": "Rubio \\ud800 spoke."}', 422,
-     "sentence: contains a lone surrogate (U+D800) at index 6, which is not valid Unicode"),
-    ("lone surrogate actor", "/classify", b'{"sentence": "Rubio spoke.", "actor": "\\udfff"}', 422,
-     "actor: contains a lone surrogate (U+DFFF) at index 0, which is not valid Unicode"),
-    ("unknown field", "/classify", {"sentence": "Rubio spoke.", "actr": "Rubio"}, 422,
-     "actr: is not a known field; the fields are sentence, actor"),
-    ("empty batch", "/classify_batch", {"items": []}, 422, "items: must not be empty"),
-    ("batch over max", "/classify_batch", batch(257), 422, "items: must hold at most 256 items, got 257; split the batch"),
-    ("batch missing items", "/classify_batch", {}, 422, "items: is required"),
-    ("batch items not a list", "/classify_batch", {"items": "Rubio spoke."}, 422, "items: must be an array, got string"),
-    ("batch null items", "/classify_batch", {"items": None}, 422, "items: must be an array, got null"),
-    ("batch item not an object", "/classify_batch", {"items": [{"sentence": "ok"}, "Rubio spoke."]}, 422,
-     "items[1]: must be a JSON object, got string"),
-    ("batch item bad sentence", "/classify_batch", {"items": [{"sentence": "ok"}, {"sentence": 1}]}, 422,
-     "items[1].sentence: must be a string, got number"),
-    ("batch item unknown field", "/classify_batch", {"items": [{"sentence": "ok", "lang": "en"}]}, 422,
-     "items[0].lang: is not a known field; the fields are sentence, actor"),
-    ("batch unknown field", "/classify_batch", {"items": [{"sentence": "ok"}], "mode": "fast"}, 422,
-     "mode: is not a known field; the only field is items"),
-    ("batch as single", "/classify_batch", {"sentence": "Rubio spoke."}, 422, "sentence: is not a known field; the only field is items"),
-]
-
-
 @pytest.mark.parametrize("path, body, status, message", [case[1:] for case in BAD], ids=[case[0] for case in BAD])
 def test_bad_input_gets_a_4xx_json_error_naming_field_and_problem(client, path, body, status, message):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -207,7 +124,7 @@ def test_bad_input_gets_a_4xx_json_error_naming_field_and_problem(client, path, 
 
 
 def test_limits_are_inclusive(client):
-    assert client.post("/classify", json={"sentence": long(2000), "actor": "R" * 200}).status_code == 200
+    assert client.post("/classify", json={"sentence": long_text(2000), "actor": "R" * 200}).status_code == 200
 
 
 def test_a_20_mb_body_is_refused_from_its_length_alone(client):

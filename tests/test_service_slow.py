@@ -1,9 +1,10 @@
 """The real server: `python -m serving.serve` (-> `bentoml serve`) as a subprocess on a free
-127.0.0.1 port. Both APIs, the whole bad-input suite over real HTTP (20 MB body included),
-/metrics, concurrent clients, and the one-line "no model" exit.
+127.0.0.1 port, serving the real fine-tuned model (the project's, from `make train`, or one the
+test session trains once; see `real_model` in conftest.py).
 
-It serves the real fine-tuned model: the project's (`make train`), or one the test session
-trains once (see `real_model` in conftest.py).
+Both APIs; the whole bad-input suite over real HTTP (20 MB body included); a hostile request
+among concurrent ordinary ones; a mention past the first window; /metrics, also while a second
+server starts on the same store; schemathesis with every check; SIGTERM under load.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
-from tests.test_service import ACTOR_KEYS, BAD, RESULT_KEYS, TWO_ACTORS
+from helpers import ACTOR_KEYS, BAD, RESULT_KEYS, ROOT, TWO_ACTORS
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
-READY_WITHIN = 90  # seconds; generous for a loaded CI machine (the goal on an idle one is 10)
+READY_WITHIN = 120  # seconds; generous for a loaded CI machine (the goal on an idle one is 10)
 
 
 def free_port() -> int:
@@ -33,32 +34,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(home: str, port: int, log) -> subprocess.Popen:
-    env = {**os.environ, "BENTOML_HOME": home, "PORT": str(port)}
-    return subprocess.Popen([sys.executable, "-m", "serving.serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # its session: serve -> bentoml -> workers
+        os.killpg(proc.pid, sig)  # its session: serve -> bentoml -> workers
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, request):
+@contextmanager
+def running_server(home: str, log_path: Path, *args: str):
+    """A server on a free port; yields (httpx client, process). Stopped on exit."""
     import httpx
 
-    # The real fine-tuned model (the project's, or one trained for the test session).
-    home = str(Path(request.getfixturevalue("real_model").path).parents[2])
     port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "BENTOML_HOME": home, "PORT": str(port)}
     with log_path.open("wb") as log:
-        proc = serve(home, port, log)
+        proc = subprocess.Popen([sys.executable, "-m", "serving.serve", *args], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + READY_WITHIN
@@ -70,12 +65,23 @@ def server(tmp_path_factory, request):
                         break
                 except httpx.HTTPError:
                     pass
-                time.sleep(0.1)
+                time.sleep(0.2)
             with httpx.Client(base_url=url, timeout=60) as client:
-                client.server_pid = proc.pid
-                yield client
+                yield client, proc
         finally:
             stop(proc)
+
+
+@pytest.fixture(scope="module")
+def store_home(real_model) -> str:
+    return str(Path(real_model[0]).parents[2])
+
+
+@pytest.fixture(scope="module")
+def server(store_home, tmp_path_factory):
+    with running_server(store_home, tmp_path_factory.mktemp("server") / "server.log") as (client, proc):
+        client.server_pid = proc.pid
+        yield client
 
 
 def test_classify(server):
@@ -106,6 +112,28 @@ def test_concurrent_clients_all_succeed_and_get_their_own_result(server):
         responses = list(pool.map(lambda s: server.post("/classify", json={"sentence": s}), sentences))
     assert [r.status_code for r in responses] == [200] * len(sentences)
     assert [r.json()["sentence"] for r in responses] == sentences
+
+
+@pytest.mark.parametrize("actor", ["!" * 200, "中" * 200])
+def test_a_hostile_actor_gets_an_answer_and_its_eight_neighbours_theirs(server, actor):
+    good = [{"sentence": f"Rubio said on day {i} that the talks in Riyadh were useful."} for i in range(8)]
+    with ThreadPoolExecutor(9) as pool:
+        hostile = pool.submit(server.post, "/classify", json={"sentence": TWO_ACTORS, "actor": actor})
+        neighbours = [pool.submit(server.post, "/classify", json=body) for body in good]
+        responses = [hostile.result()] + [f.result() for f in neighbours]
+    assert [r.status_code for r in responses] == [200] * 9, [r.text for r in responses]
+    assert [r.json()["sentence"] for r in responses[1:]] == [b["sentence"] for b in good]
+
+
+def test_a_mention_past_the_first_window_gets_the_short_sentences_stance(server):
+    short = "Zelensky rejected the talks."
+    filler = " ".join(f"Delegates discussed shipping routes and grain prices on day {i} of the meetings." for i in range(25))
+    long = f"{filler} {short}"
+    assert len(long) <= 2000
+    a = server.post("/classify", json={"sentence": short, "actor": "Volodymyr Zelensky"}).json()["actors"][0]
+    b = server.post("/classify", json={"sentence": long, "actor": "Volodymyr Zelensky"}).json()["actors"][0]
+    assert b["mention"] == "Zelensky"
+    assert a["stance"] == b["stance"] == "oppose", (a, b)
 
 
 @pytest.mark.parametrize("path, body, status, message", [case[1:] for case in BAD], ids=[case[0] for case in BAD])
@@ -140,9 +168,76 @@ def test_bentoml_endpoints(server):
     assert server.get("/healthz").status_code == 200
     metrics = server.get("/metrics")
     assert metrics.status_code == 200
-    assert "stance_forward_batch_items_bucket" in metrics.text
     assert "bentoml_service_request_total" in metrics.text
     assert {"/classify", "/classify_batch"} <= set(server.get("/docs.json").json()["paths"])
+
+
+def _classify_count(client) -> float:
+    """requests counted by /metrics for /classify (all status codes)."""
+    total = 0.0
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("bentoml_service_request_total{") and 'endpoint="/classify"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_keep_counting_when_a_second_server_starts_on_the_same_store(server, store_home, tmp_path):
+    for _ in range(3):
+        server.post("/classify", json={"sentence": "Lavrov spoke."})
+    before = _classify_count(server)
+    assert before >= 3
+    with running_server(store_home, tmp_path / "second.log") as (second, _):
+        assert second.post("/classify", json={"sentence": "Rubio spoke."}).status_code == 200
+        for _ in range(2):
+            server.post("/classify", json={"sentence": "Lavrov spoke."})
+        assert _classify_count(server) >= before + 2
+
+
+def test_schemathesis_with_every_check_finds_nothing(server):
+    """The third-party contract tester, as a user would run it, bounded examples."""
+    cli = Path(sys.executable).with_name("schemathesis")
+    run = subprocess.run([str(cli), "run", f"{server.base_url}/docs.json", "--checks", "all", "--max-examples", "30",
+                          "--workers", "4", "--no-color", "--suppress-health-check", "all", "--seed", "1"],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+
+
+def test_sigterm_under_load_finishes_or_refuses_every_request_and_exits_in_10_s(store_home, tmp_path):
+    import httpx
+
+    outcomes: list[str] = []
+    with running_server(store_home, tmp_path / "sigterm.log") as (client, proc):
+        stop_flag = threading.Event()
+
+        def load(k: int) -> None:
+            with httpx.Client(base_url=str(client.base_url), timeout=60) as c:
+                i = 0
+                while not stop_flag.is_set():
+                    try:
+                        r = c.post("/classify", json={"sentence": f"Lavrov said the talks went well, {k}-{i}."})
+                        outcomes.append(str(r.status_code))
+                    except httpx.ConnectError:
+                        outcomes.append("refused")  # not in flight: the server no longer accepts
+                        time.sleep(0.05)
+                    except httpx.HTTPError as e:
+                        outcomes.append(f"dropped: {type(e).__name__}")
+                    i += 1
+
+        threads = [threading.Thread(target=load, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        time.sleep(3)
+        os.killpg(proc.pid, signal.SIGTERM)
+        start = time.monotonic()
+        proc.wait(timeout=30)
+        exit_seconds = time.monotonic() - start
+        time.sleep(0.5)
+        stop_flag.set()
+        for t in threads:
+            t.join()
+    assert exit_seconds < 10, exit_seconds
+    assert "200" in outcomes
+    assert set(outcomes) <= {"200", "503", "refused"}, sorted(set(outcomes))
 
 
 def test_without_a_model_serve_prints_one_line_and_exits_non_zero(tmp_path):

@@ -246,7 +246,7 @@ def test_onnx_check_refuses_an_export_that_disagrees(tiny_model, tokenizer):
 
 
 def test_unknown_backend_is_refused(tiny_model_dir):
-    with pytest.raises(ValueError, match=r"^backend must be 'auto', 'onnx' or 'torch', not 'gpu'$"):
+    with pytest.raises(ValueError, match=r"^backend must be one of auto, torch, onnx, not 'gpu'$"):
         Predictor.load(tiny_model_dir, backend="gpu")
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from sklearn.metrics import cohen_kappa_score
 
-PASSES = Path(__file__).resolve().parents[1] / "data" / "annotations" / "passes"
+from training.data import ANNOTATIONS
+
+PASSES = ANNOTATIONS / "passes"
 
 
 def _load(path: Path) -> dict[str, dict]:

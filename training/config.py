@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from model.store import MODEL_NAME
+
 DEFAULTS = Path(__file__).with_name("defaults.yaml")
 
 
@@ -40,7 +42,7 @@ class TrainConfig:
                                 "bf16 matrix units) or 'auto' (bf16 where the CPU has them)")
     class_weights: bool = _f(True, "weight the losses by inverse class frequency of the training rows (square-rooted)")
     synthetic: bool = _f(True, "add data/annotations/synthetic.jsonl (the first written set) to the training side")
-    written: bool = _f(True, "add data/annotations/written.jsonl (the written corpus in the register of real "
+    written: bool = _f(True, "add data/annotations/written/ (the written corpus in the register of real "
                              "coverage, WRITING.md) to the training side")
     sentiment_weight: float = _f(1.0, "weight of the sentiment loss against the stance loss")
     contrastive: float = _f(0.5, "weight of a supervised contrastive loss on the stance features, added to the stance loss: "
@@ -59,7 +61,7 @@ class TrainConfig:
     seed: int = _f(13, "seed for weights, shuffling and dropout; runs are deterministic on CPU")
     threads: int = _f(2, "torch CPU threads in all")
     workers: int = _f(2, "networks trained in parallel processes (folds, teachers), sharing the threads")
-    model_name: str = _f("stance_classifier", "name in the BentoML model store")
+    model_name: str = _f(MODEL_NAME, "name in the BentoML model store")
 
     def __post_init__(self):
         if self.encoder not in ("minilm", "tiny"):

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from model.labels import SENTIMENT, STANCE
+from model.runtime import offline
 from training.baselines import baseline_predictions
 from training.calibration import Calibration
 from training.config import add_config_args, config_from_args
@@ -107,6 +108,7 @@ def score(sets: dict, data: dict, n_boot: int = 1000) -> dict:
 
 
 def main(argv=None) -> dict:
+    offline()
     parser = argparse.ArgumentParser(description="Evaluate on leave-one-article-out, dev and challenge sets, with baselines.")
     add_config_args(parser)
     parser.add_argument("--annotations", type=Path, default=ANNOTATIONS, help="folder of the annotation files (default: %(default)s)")
