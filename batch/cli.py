@@ -262,8 +262,8 @@ def score(
                                                    show_default=False)] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Add an evidence column: per pair, the words that carried its "
                                                             "stance, each with how much the stance's probability falls "
-                                                            "without it. Costs about one forward pass per word of the "
-                                                            "sentence (a run takes some 30 times as long).")] = False,
+                                                            "without it. Costs one forward row per word of the sentence "
+                                                            "and actor: a run takes about 12 times as long.")] = False,
 ) -> None:
     """Score sentences: one output row per (sentence, actor) pair, or one with an empty actor."""
     target = _check_options(out, out_format, inputs, input_format, encoding, precision, engine, workers)

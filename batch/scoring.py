@@ -49,7 +49,9 @@ def score_records(predictor, records: list[Record], explain: bool = False) -> Sc
     items = [Item(r.sentence, r.actor, r.mention) for r in records]
     results = predictor.predict(items, isolate=True)
     if explain:
-        results = _explained(predictor, items, results)
+        from model.explain import Explainer
+
+        results = Explainer(predictor).add_evidence(items, results, isolate=True)
     out = Scored()
     for record, result in zip(records, results):
         if isinstance(result, Failure):
@@ -59,25 +61,6 @@ def score_records(predictor, records: list[Record], explain: bool = False) -> Sc
         out.pairs += len(result["actors"])
         out.no_actor += not result["actors"]
     return out
-
-
-def _explained(predictor, items: list, results: list) -> list:
-    """``results`` with evidence on every actor; an item whose explanation raises becomes a
-    ``Failure``, as one whose prediction raised, and the others keep theirs."""
-    from model.explain import Explainer
-    from model.predictor import Failure
-
-    explainer = Explainer(predictor)
-    done = [k for k, r in enumerate(results) if not isinstance(r, Failure)]
-    try:
-        explainer.add_evidence([items[k] for k in done], [results[k] for k in done])
-    except Exception:  # noqa: BLE001 - find the item at fault, one at a time
-        for k in done:
-            try:
-                explainer.add_evidence([items[k]], [results[k]])
-            except Exception as e:  # noqa: BLE001
-                results[k] = Failure(items[k], f"explaining: {type(e).__name__}: {e}")
-    return results
 
 
 class Tally:

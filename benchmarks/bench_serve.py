@@ -13,10 +13,11 @@
    clients POST /classify_batch with 32 items each: throughput, p50/p95/p99 latency,
    errors, and the mean items per forward pass (what adaptive batching merged, from the
    service's /metrics) per phase; the peak RSS of the worker processes.
-5. Evidence, concurrency 1, paired: each sentence goes to POST /classify without, then with
-   "explain": true, for --explain-seconds; the latency of both and what one explanation costs
-   (forward rows per sentence, model/explain.py). Phases 3 and 4 send no explain: the figures
-   of requests without it, to set against a run of the code before explain existed.
+5. Evidence, concurrency 1, paired (run right after phase 3): each sentence goes to POST
+   /classify without, then with "explain": true, for --explain-seconds; the latency of both and
+   what one explanation costs (forward rows per sentence, model/explain.py). Phases 3 and 4
+   send no explain: the figures of requests without it, to set against a run of the code
+   before explain existed.
 6. The issue's goals, each marked ok / MISSED. The server is always stopped.
 
 The load is the sentences of data/annotations/sentences.jsonl with no actor given (so
@@ -301,6 +302,7 @@ def main(argv=None) -> int:
     proc, ready = start_server(port, args.workers, args.threads, log)
     sampler = RssSampler(proc.pid)
     phases, raw_single = [], []
+    explain_seconds = args.duration if args.explain_seconds is None else args.explain_seconds
     try:
         idle_rss = sampler.sample()
         sampler.start()
@@ -317,16 +319,15 @@ def main(argv=None) -> int:
             phase["items_per_forward"] = items_per_forward(before, forward_passes(url))
             phases.append(phase)
             print(f"  /classify c={c}: {phase['per_s']:.1f}/s, p50 {phase['p50_ms']:.1f} ms, errors {phase['errors'] or 0}")
+            if c == 1 and explain_seconds:  # right after the plain c=1 phase, on the same footing
+                plain, explained = paired_explain(url, sentences, explain_seconds)
+                phases += [plain, explained]
+                print(f"  /classify explain c=1: p50 {explained['p50_ms']:.1f} ms against {plain['p50_ms']:.1f} ms without, "
+                      f"errors {explained['errors'] or 0}")
         if args.batch_items:
             before = forward_passes(url)
             phase = asyncio.run(drive(url, "/classify_batch", batches, args.batch_items, 2, args.duration))
             phases.append({**phase, "items_per_forward": items_per_forward(before, forward_passes(url))})
-        explain_seconds = args.duration if args.explain_seconds is None else args.explain_seconds
-        if explain_seconds:
-            plain, explained = paired_explain(url, sentences, explain_seconds)
-            phases += [plain, explained]
-            print(f"  /classify explain c=1: p50 {explained['p50_ms']:.1f} ms against {plain['p50_ms']:.1f} ms without, "
-                  f"errors {explained['errors'] or 0}")
     finally:
         sampler.stopped.set()
         stop_server(proc)

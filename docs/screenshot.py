@@ -59,7 +59,7 @@ def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)  # serve -> bentoml -> workers
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=90)  # BentoML's workers finish their graceful shutdown first
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
 

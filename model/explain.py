@@ -150,10 +150,28 @@ class Explainer:
     def stance_probabilities(self, rows: list[Row]) -> torch.Tensor:
         return self.predictor.probabilities(rows, [])[0]
 
-    def add_evidence(self, items: Iterable[Item | str | tuple], results: list[dict]) -> list[dict]:
+    def add_evidence(self, items: Iterable[Item | str | tuple], results: list, isolate: bool = False) -> list:
         """``results`` (of ``predictor.predict(items)``) with ``"evidence"`` on every actor,
-        toward its predicted stance. Changes the result dicts in place and returns them."""
+        toward its predicted stance; changes the result dicts in place and returns the list.
+        A ``Failure`` among the results is passed over. With ``isolate``, an item whose
+        explanation raises becomes a ``Failure`` and the others keep their evidence."""
+        from model.predictor import Failure
+
         items = [as_item(x) for x in items]
+        done = [k for k, r in enumerate(results) if not isinstance(r, Failure)]
+        try:
+            self._add([items[k] for k in done], [results[k] for k in done])
+        except Exception:
+            if not isolate:
+                raise
+            for k in done:  # find the item at fault, one at a time
+                try:
+                    self._add([items[k]], [results[k]])
+                except Exception as e:  # noqa: BLE001 - isolated: one item's fault is its own
+                    results[k] = Failure(items[k], f"{type(e).__name__}: {e}")
+        return results
+
+    def _add(self, items: list[Item], results: list[dict]) -> None:
         rows, labels, actors = [], [], []
         for item, result in zip(items, results):
             for target, actor in zip(self.predictor.targets(item), result["actors"]):
@@ -162,4 +180,3 @@ class Explainer:
                 actors.append(actor)
         for (_, sentence, _), weighted, actor in zip(rows, self.weights(rows, labels), actors):
             actor["evidence"] = evidence(weighted, sentence)
-        return results

@@ -18,7 +18,8 @@ ERRORS = {
     "400": "the body is not readable: empty, not UTF-8, not JSON, or nested too deeply",
     "405": "a method other than POST; the Allow header says POST",
     "413": "the body is larger than 1 MiB",
-    "422": "a JSON body that breaks the rules: unknown field, wrong type, empty or too-long text, too many items",
+    "422": "a JSON body that breaks the rules: unknown field, wrong type, empty or too-long text, too many items "
+           "(or more than 32 asking for explain)",
     "429": "too many requests at once; retry later",
     "503": "overloaded, shutting down, or this item could not be scored; retry later",
 }

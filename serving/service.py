@@ -79,11 +79,16 @@ class StanceModel:
         raises comes back as {"failure": ...}; the others are answered normally."""
         return self._results(items)
 
-    def _results(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _results(self, items: list[dict[str, Any]], explain: bool = False) -> list[dict[str, Any]]:
         from model.items import Item
         from model.predictor import Failure
 
-        results = self.predictor.predict([Item(i["sentence"], i.get("actor")) for i in items], isolate=True)
+        asked = [Item(i["sentence"], i.get("actor")) for i in items]
+        results = self.predictor.predict(asked, isolate=True)
+        if explain:
+            from model.explain import Explainer
+
+            results = Explainer(self.predictor).add_evidence(asked, results, isolate=True)
         return [{"failure": r.error} if isinstance(r, Failure) else r for r in results]
 
     @bentoml.api
@@ -91,22 +96,7 @@ class StanceModel:
         """``predict`` plus, on every actor, the evidence for its stance (model/explain.py). Not
         batched across requests: an explanation costs a forward row per word, and merged into
         the adaptive batches it would hold up the requests that did not ask for one."""
-        from model.explain import Explainer
-        from model.items import Item
-
-        explainer = Explainer(self.predictor)
-        asked = [Item(i["sentence"], i.get("actor")) for i in items]
-        results = self._results(items)
-        done = [k for k, r in enumerate(results) if "failure" not in r]
-        try:
-            explainer.add_evidence([asked[k] for k in done], [results[k] for k in done])
-        except Exception:  # noqa: BLE001 - find the item at fault; the others keep their evidence
-            for k in done:
-                try:
-                    explainer.add_evidence([asked[k]], [results[k]])
-                except Exception as e:  # noqa: BLE001
-                    results[k] = {"failure": f"{type(e).__name__}: {e}"}
-        return results
+        return self._results(items, explain=True)
 
 
 def _unavailable(problem: str) -> JSONResponse:

@@ -109,21 +109,29 @@ def real_predictor(real_model):
     return Predictor.load(real_model[0], tag=real_model[1])
 
 
-@pytest.fixture(scope="module")
-def client(tiny_store, tmp_path_factory):
-    """The HTTP service in-process (``StanceClassifier.to_asgi()``, the tiny model) behind
-    starlette's TestClient."""
-    import warnings
-
+@pytest.fixture(scope="session")
+def service_app(tiny_store, tmp_path_factory):
+    """``StanceClassifier.to_asgi()`` on the tiny model, built once per session: BentoML
+    registers its Prometheus metrics once per process, so a second app fails to start."""
     # What BentoML's server sets for its workers; /metrics needs it in-process too.
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(tmp_path_factory.mktemp("prometheus")))
+    from serving.service import StanceClassifier
+
+    return StanceClassifier.to_asgi()
+
+
+@pytest.fixture(scope="module")
+def client(service_app):
+    """The HTTP service in-process behind starlette's TestClient. Module-scoped: a client that
+    enters the app's lifespan (schemathesis does) shuts its service down on leaving, so each
+    module starts it again."""
+    import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # starlette's TestClient warns that it still uses httpx
         from starlette.testclient import TestClient
 
-    from serving.service import StanceClassifier
-
-    with TestClient(StanceClassifier.to_asgi(), raise_server_exceptions=False) as c:
+    with TestClient(service_app, raise_server_exceptions=False) as c:
         yield c
 
 

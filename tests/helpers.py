@@ -4,6 +4,13 @@ folder on the path (pyproject.toml), so a test module imports them as ``from hel
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,3 +189,51 @@ def read_out(path: Path) -> list[dict]:
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pylist()
+
+
+# -- a real server: `python -m serving.serve` as a subprocess (the slow tests, the browser test) -
+READY_WITHIN = 120  # seconds; generous for a loaded CI machine (the goal on an idle one is 10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)  # its session: serve -> bentoml -> workers
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@contextmanager
+def running_server(home: str, log_path: Path, *args: str):
+    """A server on a free port; yields (httpx client, process). Stopped on exit."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "BENTOML_HOME": home, "PORT": str(port)}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "serving.serve", *args], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + READY_WITHIN
+            while True:
+                assert proc.poll() is None, f"the server exited ({proc.returncode}):\n{log_path.read_text()}"
+                assert time.monotonic() < deadline, f"not ready in {READY_WITHIN} s:\n{log_path.read_text()}"
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+            with httpx.Client(base_url=url, timeout=60) as client:
+                yield client, proc
+        finally:
+            stop(proc)

@@ -87,6 +87,29 @@ def test_add_evidence_puts_evidence_on_every_actor_toward_its_label(tiny_predict
                 assert e["text"] not in (actor["mention"] or "")
 
 
+def test_with_isolate_only_the_item_whose_explanation_raises_fails(tiny_predictor, monkeypatch):
+    from model import explain
+    from model.predictor import Failure
+
+    real = explain.Explainer.weights
+
+    def weights(self, rows, labels):
+        if any("breaks" in sentence for _, sentence, _ in rows):
+            raise RuntimeError("injected fault")
+        return real(self, rows, labels)
+
+    monkeypatch.setattr(explain.Explainer, "weights", weights)
+    items = ["Lavrov praised the talks.", "Rubio breaks the explainer.", "It rained."]
+    results = tiny_predictor.predict(items)
+    with pytest.raises(RuntimeError, match="^injected fault$"):
+        Explainer(tiny_predictor).add_evidence(items, json.loads(json.dumps(results)))
+    out = Explainer(tiny_predictor).add_evidence(items, results, isolate=True)
+    assert isinstance(out[1], Failure) and out[1].error == "RuntimeError: injected fault"
+    assert "evidence" in out[0]["actors"][0] and out[2]["actors"] == []
+    again = Explainer(tiny_predictor).add_evidence(items, out, isolate=True)  # a Failure is passed over
+    assert again[1] is out[1]
+
+
 def test_gradients_run_on_fp32_weights_whatever_the_predictor_runs(tiny_model_dir, tiny_predictor):
     from model.gradients import Gradients
     from model.predictor import Predictor
@@ -148,15 +171,15 @@ def test_a_batch_may_explain_exactly_the_documented_maximum(client):
 def test_an_explanation_that_fails_fails_only_its_request(client, monkeypatch):
     from model import explain
 
-    real = explain.Explainer.add_evidence
+    real = explain.Explainer.weights
 
-    def add_evidence(self, items, results):
-        if any(getattr(i, "sentence", i) == "This sentence breaks the explainer." for i in items):
+    def weights(self, rows, labels):
+        if any(sentence == "Lavrov said this sentence breaks the explainer." for _, sentence, _ in rows):
             raise RuntimeError("injected fault")
-        return real(self, items, results)
+        return real(self, rows, labels)
 
-    monkeypatch.setattr(explain.Explainer, "add_evidence", add_evidence)
-    bodies = [{"sentence": "This sentence breaks the explainer.", "explain": True},
+    monkeypatch.setattr(explain.Explainer, "weights", weights)
+    bodies = [{"sentence": "Lavrov said this sentence breaks the explainer.", "explain": True},
               *[{"sentence": f"Lavrov said {i} times that the talks mattered.", "explain": i % 2 == 0} for i in range(6)]]
     with ThreadPoolExecutor(7) as pool:
         responses = list(pool.map(lambda b: client.post("/classify", json=b), bodies))

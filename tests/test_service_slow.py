@@ -12,66 +12,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import ACTOR_KEYS, BAD, RESULT_KEYS, ROOT, TWO_ACTORS
+from helpers import ACTOR_KEYS, BAD, RESULT_KEYS, ROOT, TWO_ACTORS, free_port, running_server, stop
 
 pytestmark = pytest.mark.slow
-READY_WITHIN = 120  # seconds; generous for a loaded CI machine (the goal on an idle one is 10)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, sig)  # its session: serve -> bentoml -> workers
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-@contextmanager
-def running_server(home: str, log_path: Path, *args: str):
-    """A server on a free port; yields (httpx client, process). Stopped on exit."""
-    import httpx
-
-    port = free_port()
-    env = {**os.environ, "BENTOML_HOME": home, "PORT": str(port)}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "serving.serve", *args], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + READY_WITHIN
-            while True:
-                assert proc.poll() is None, f"the server exited ({proc.returncode}):\n{log_path.read_text()}"
-                assert time.monotonic() < deadline, f"not ready in {READY_WITHIN} s:\n{log_path.read_text()}"
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-            with httpx.Client(base_url=url, timeout=60) as client:
-                yield client, proc
-        finally:
-            stop(proc)
-
-
 @pytest.fixture(scope="module")
 def store_home(real_model) -> str:
     return str(Path(real_model[0]).parents[2])

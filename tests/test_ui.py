@@ -1,5 +1,6 @@
 """The page at /ui in a real browser: Debian's chromium, headless, driven by Playwright (no
-browser download), against the service on a loopback port (the tiny model, in-process).
+browser download), against the service started as `make serve` starts it, on a loopback port
+(the tiny model).
 
 A person's path: open /ui, paste an article, press Classify by keyboard; every actor is marked
 with the stance class and text tag the API gives it; selecting an actor by keyboard shows its
@@ -10,10 +11,6 @@ fetched from anywhere but the service. Screenshots go to the test's tmp_path.
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -27,27 +24,15 @@ ARTICLE = ("Zelenskyy rejected any deal reached in Riyadh without Ukraine.\n\n"
 
 @pytest.fixture(scope="module")
 def service_url(tiny_store, tmp_path_factory):
-    """The service (StanceClassifier.to_asgi(), the tiny model) under uvicorn on a free loopback port."""
-    import uvicorn
+    """The service as `make serve` starts it (python -m serving.serve), on the tiny model, on a
+    free loopback port. (A second in-process app would clash with the one of the `client`
+    fixture: BentoML registers its metrics once per process.)"""
+    import os
 
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(tmp_path_factory.mktemp("prometheus")))
-    from serving.service import StanceClassifier
+    from helpers import running_server
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        server = uvicorn.Server(uvicorn.Config(StanceClassifier.to_asgi(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with running_server(os.environ["BENTOML_HOME"], tmp_path_factory.mktemp("ui_server") / "server.log") as (client, _):
+        yield str(client.base_url).rstrip("/")
 
 
 @pytest.fixture(scope="module")
