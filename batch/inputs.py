@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from model.items import MAX_ACTOR_CHARS, BadText, check_text
+from model.items import BadText, check_actor, check_text
 from model.segment import split_sentences
 
 INPUT_FORMATS = (".txt", ".jsonl", ".csv", ".tsv", ".parquet")
@@ -375,12 +375,12 @@ def make_record(name: str, index: int, line: int, row: dict, names: tuple[str, s
     empty actor or mention cell means none (CSV cannot say null)."""
     text, actor_column, mention_column = names
     sentence = row.get(text)
-    _check(name, line, text, sentence, None, nullable=False)
+    _check(name, line, text, sentence, lambda v: check_text(v, None, nullable=False))
     actor = _value(row, actor_column, empty_is_null)
-    _check(name, line, actor_column, actor, MAX_ACTOR_CHARS, nullable=True)
+    _check(name, line, actor_column, actor, check_actor)
     # A mention says where the given actor is; without an actor the actors are detected.
     mention = _value(row, mention_column, empty_is_null) if actor is not None else None
-    _check(name, line, mention_column, mention, None, nullable=True)
+    _check(name, line, mention_column, mention, lambda v: check_text(v, None, nullable=True))
     return Record(name, index, line, sentence, actor, mention, columns=row)
 
 
@@ -389,8 +389,9 @@ def _value(row: dict, column: str | None, empty_is_null: bool):
     return None if empty_is_null and value == "" else value
 
 
-def _check(name: str, line: int, column: str | None, value, limit: int | None, nullable: bool) -> None:
+def _check(name: str, line: int, column: str | None, value, rule) -> None:
+    """``rule(value)`` (model/items.py: the HTTP API's rules), its BadText as this row's BadInput."""
     try:
-        check_text(value, limit, nullable)
+        rule(value)
     except BadText as e:
         raise BadInput(name, f"{column} {e}", line) from None

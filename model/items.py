@@ -74,6 +74,14 @@ def check_text(value: Any, limit: int | None, nullable: bool) -> None:
                       "which is not valid Unicode") from None
 
 
+def check_actor(value: Any) -> None:
+    """The rule for an actor: null (every registry actor of the sentence), or text of at most
+    MAX_ACTOR_CHARS with a letter or a digit in it (a name; 200 "!" name no one)."""
+    check_text(value, MAX_ACTOR_CHARS, nullable=True)
+    if value is not None and not any(ch.isalnum() for ch in value):
+        raise BadText("must contain a letter or a digit: it is the name of an actor")
+
+
 def as_item(value: Any) -> Item:
     """An Item from an Item, a sentence, or a (sentence, actor) tuple."""
     if isinstance(value, Item):

@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from model.items import MAX_ACTOR_CHARS, BadText, check_text, json_type
+from model.items import BadText, check_actor, check_text, json_type
+from serving.lifecycle import LIFECYCLE
 
 MAX_SENTENCE_CHARS = 2000
 MAX_BATCH_ITEMS = 256
@@ -57,7 +58,10 @@ def check_item(item: Any, prefix: str = "") -> None:
     if "sentence" not in item:
         raise Problem(422, f"{prefix}sentence", "is required")
     _text(item["sentence"], f"{prefix}sentence", MAX_SENTENCE_CHARS, nullable=False)
-    _text(item.get("actor"), f"{prefix}actor", MAX_ACTOR_CHARS, nullable=True)
+    try:
+        check_actor(item.get("actor"))
+    except BadText as e:
+        raise Problem(422, f"{prefix}actor", str(e)) from None
     if not isinstance(item.get("explain", False), bool):
         raise Problem(422, f"{prefix}explain", f"must be true or false, got {json_type(item['explain'])}")
 
@@ -127,9 +131,16 @@ class RequestGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope.get("path") == "/docs.json" and self.patch_openapi:
             return await _rewrite_json(self.app, scope, receive, send, self.patch_openapi)
+        if scope["type"] == "http" and scope.get("path") == "/readyz" and LIFECYCLE.stopping.is_set():
+            # Not ready while draining: a load balancer stops sending requests here.
+            return await reply(send, Problem(503, "service", "shutting down"), close=True)
         check = self.checks.get(scope.get("path")) if scope["type"] == "http" else None
         if check is None:
             return await self.app(scope, receive, send)
+        if LIFECYCLE.stopping.is_set():
+            # Draining before shutdown: no new work; Connection: close moves the client's
+            # keep-alive connection off this server before it stops listening.
+            return await reply(send, Problem(503, "service", "shutting down; retry later"), close=True)
         if scope["method"] != "POST":
             return await reply(send, Problem(405, "method", f"{scope['method']} is not allowed; use POST"),
                                headers=[(b"allow", b"POST")])

@@ -6,6 +6,8 @@ would otherwise meet undocumented behaviour.)"""
 
 from __future__ import annotations
 
+# A letter or a digit (Python's \w without the underscore): what model.items.check_actor asks.
+NAME_PATTERN = "[^\\W_]"
 PROBLEM = {
     "type": "object",
     "required": ["error"],
@@ -38,7 +40,8 @@ def _strict(schema: dict, components: dict, pattern: str) -> None:
     for name, prop in schema.get("properties", {}).items():
         for option in [prop, *prop.get("anyOf", [])]:
             if option.get("type") == "string":
-                option["pattern"] = pattern
+                # An actor names someone: a letter or a digit (model.items.check_actor).
+                option["pattern"] = NAME_PATTERN if name == "actor" else pattern
             elif option.get("type") in ("object", "array") or "$ref" in option:
                 _strict(option, components, pattern)
 

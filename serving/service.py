@@ -29,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 from model.store import MODEL_NAME
 from serving import openapi
 from serving.guard import CHECKS, RequestGuard
+from serving.lifecycle import LIFECYCLE
 from serving.schema import EXAMPLE, Actor, BatchResult, Classification, Explain, Items, Segments, Sentence, Text
 
 # Adaptive batching: at most this many items per forward pass; a request waits at most
@@ -111,15 +112,20 @@ def _unavailable(problem: str) -> JSONResponse:
 class StanceClassifier:
     model = bentoml.depends(StanceModel)
 
+    def __init__(self) -> None:
+        LIFECYCLE.install()  # SIGTERM drains first (serving/lifecycle.py)
+
     async def _predict(self, items: list[dict]) -> list[dict] | JSONResponse:
         plain = [k for k, i in enumerate(items) if not i.get("explain")]
         explained = [k for k, i in enumerate(items) if i.get("explain")]
         calls = [self.model.to_async.predict([_item(items[k]) for k in plain]) if plain else _none(),
                  self.model.to_async.explain([_item(items[k]) for k in explained]) if explained else _none()]
         try:
-            answered = await asyncio.gather(*calls)
+            finished, answered = await LIFECYCLE.within_grace(asyncio.gather(*calls))
         except Exception as e:  # noqa: BLE001 - overload, shutdown: the client may retry
             return _unavailable(f"not available ({type(e).__name__})")
+        if not finished:
+            return _unavailable("the server is shutting down")
         results: list[dict] = [{}] * len(items)
         for order, answers in zip((plain, explained), answered):
             for k, r in zip(order, answers):

@@ -103,6 +103,8 @@ BAD = [
     ("sentence too long", "/classify", {"sentence": long_text(2001)}, 422, "sentence: must be at most 2000 characters, got 2001"),
     ("actor too long", "/classify", {"sentence": "Rubio spoke.", "actor": "R" * 201}, 422,
      "actor: must be at most 200 characters, got 201"),
+    ("actor of punctuation", "/classify", {"sentence": "Rubio spoke.", "actor": "!" * 200}, 422,
+     "actor: must contain a letter or a digit: it is the name of an actor"),
     ("actor number", "/classify", {"sentence": "Rubio spoke.", "actor": 7}, 422, "actor: must be a string or null, got number"),
     ("actor object", "/classify", {"sentence": "Rubio spoke.", "actor": {"name": "Rubio"}}, 422,
      "actor: must be a string or null, got object"),

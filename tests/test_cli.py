@@ -364,6 +364,8 @@ BAD_VALUES = {
                                                                  "to get every registry actor found in the sentence"),
     "actor control only": ('{"sentence": "Rubio spoke.", "actor": "\\u0000\\u200b"}', "actor must not be empty or "
                            "whitespace only; use null to get every registry actor found in the sentence"),
+    "actor punctuation": (json.dumps({"sentence": "Rubio spoke.", "actor": "!" * 200}),
+                          "actor must contain a letter or a digit: it is the name of an actor"),
     "actor too long": (json.dumps({"sentence": "Rubio spoke.", "actor": "R" * 201}),
                        "actor must be at most 200 characters, got 201"),
     "actor lone surrogate": ('{"sentence": "Rubio spoke.", "actor": "Ru\\ud800bio"}',
@@ -418,7 +420,7 @@ def test_bad_values_are_skipped_and_counted_under_skip_bad(score, tmp_path):
 
 def test_hostile_values_the_api_accepts_are_scored(score, tmp_path):
     cjk = "习近平" * 66 + "主席"  # 200 characters, each several tokens
-    rows = [{"sentence": "Xi Jinping spoke about the talks in Riyadh.", "actor": "!" * 200},
+    rows = [{"sentence": "Xi Jinping spoke about the talks in Riyadh.", "actor": "!" * 199 + "X"},
             {"sentence": "习近平主席说，利雅得会谈是积极的一步。", "actor": cjk},
             {"sentence": "Putin\x00 spoke\x07 of the\u200b talks\u2028 in Riyadh.", "actor": None},
             {"sentence": "الرئيس بوتين رحب بالمحادثات", "actor": "Vladimir Putin", "mention": "بوتين"}]
@@ -429,7 +431,7 @@ def test_hostile_values_the_api_accepts_are_scored(score, tmp_path):
     assert result.exit_code == 0, result.output
     out = read_out(tmp_path / "out.parquet")
     assert [(r["source"], r["actor"]) for r in out] == [
-        ("hostile.jsonl", "!" * 200), ("hostile.jsonl", cjk), ("hostile.jsonl", "Vladimir Putin"),
+        ("hostile.jsonl", "!" * 199 + "X"), ("hostile.jsonl", cjk), ("hostile.jsonl", "Vladimir Putin"),
         ("hostile.jsonl", "Vladimir Putin"), ("huge.csv", "Sergey Lavrov"), ("huge.csv", "Volodymyr Zelensky")]
     assert out[2]["sentence"] == rows[2]["sentence"]  # control characters kept, as read
     assert all(r["stance"] in STANCE for r in out)

@@ -260,7 +260,7 @@ def test_serve_on_a_busy_port_says_so_in_one_line(monkeypatch, capsys, tiny_stor
 
 
 # -- isolation and the OpenAPI contract --------------------------------------------------------
-@pytest.mark.parametrize("actor", ["!" * 200, "中" * 200])
+@pytest.mark.parametrize("actor", ["!" * 199 + "X", "中" * 200])
 def test_a_hostile_actor_is_scored_and_its_neighbours_answered(client, actor):
     """An actor that fills the tokenizer window is cut to its budget (model/encoding.py), and
     the ordinary requests that share its forward pass are answered as usual."""
@@ -334,3 +334,58 @@ def test_schemathesis_finds_no_contract_violation(client):
         except Exception:  # noqa: BLE001
             pass
     assert failures == []
+
+
+# -- shutting down ------------------------------------------------------------------------------
+@pytest.fixture
+def draining():
+    from serving.lifecycle import LIFECYCLE
+
+    LIFECYCLE.stopping.set()
+    yield
+    LIFECYCLE.stopping.clear()
+
+
+def test_while_draining_new_requests_get_503_and_close_the_connection(client, draining):
+    response = client.post("/classify", json={"sentence": "Lavrov spoke."})
+    assert (response.status_code, response.json()) == (503, {"error": "service: shutting down; retry later", "field": "service"})
+    assert response.headers["connection"] == "close"
+    assert client.get("/readyz").status_code == 503  # a load balancer stops routing here
+
+
+def test_sigterm_drains_before_the_servers_own_handler_runs(monkeypatch):
+    import signal
+    import time
+
+    from serving import lifecycle
+
+    monkeypatch.setattr(lifecycle, "DRAIN_SECONDS", 0.2)
+    calls = []
+    original = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(time.monotonic()))
+    state = lifecycle.Lifecycle()
+    try:
+        state.install()
+        start = time.monotonic()
+        signal.raise_signal(signal.SIGTERM)
+        assert state.stopping.is_set() and calls == []  # draining; the server has not been told yet
+        time.sleep(0.5)
+        assert len(calls) == 1 and calls[0] - start >= 0.2
+    finally:
+        signal.signal(signal.SIGTERM, original)
+
+
+def test_a_call_still_running_after_the_grace_is_given_up(monkeypatch):
+    import asyncio
+
+    from serving import lifecycle
+
+    monkeypatch.setattr(lifecycle, "GRACE_SECONDS", 0.2)
+    state = lifecycle.Lifecycle()
+
+    async def run():
+        quick = await state.within_grace(asyncio.sleep(0.05, result="done"))
+        state.stopping.set()
+        slow = await state.within_grace(asyncio.sleep(30, result="too late"))
+        return quick, slow
+
+    assert asyncio.run(run()) == ((True, "done"), (False, None))

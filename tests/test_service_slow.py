@@ -65,14 +65,14 @@ def test_concurrent_clients_all_succeed_and_get_their_own_result(server):
     assert [r.json()["sentence"] for r in responses] == sentences
 
 
-@pytest.mark.parametrize("actor", ["!" * 200, "中" * 200])
-def test_a_hostile_actor_gets_an_answer_and_its_eight_neighbours_theirs(server, actor):
+@pytest.mark.parametrize("actor, status", [("!" * 200, 422), ("!" * 199 + "X", 200), ("中" * 200, 200)])
+def test_a_hostile_actor_gets_an_answer_and_its_eight_neighbours_theirs(server, actor, status):
     good = [{"sentence": f"Rubio said on day {i} that the talks in Riyadh were useful."} for i in range(8)]
     with ThreadPoolExecutor(9) as pool:
         hostile = pool.submit(server.post, "/classify", json={"sentence": TWO_ACTORS, "actor": actor})
         neighbours = [pool.submit(server.post, "/classify", json=body) for body in good]
         responses = [hostile.result()] + [f.result() for f in neighbours]
-    assert [r.status_code for r in responses] == [200] * 9, [r.text for r in responses]
+    assert [r.status_code for r in responses] == [status] + [200] * 8, [r.text for r in responses]
     assert [r.json()["sentence"] for r in responses[1:]] == [b["sentence"] for b in good]
 
 
@@ -167,6 +167,8 @@ def test_sigterm_under_load_finishes_or_refuses_every_request_and_exits_in_10_s(
                     try:
                         r = c.post("/classify", json={"sentence": f"Lavrov said the talks went well, {k}-{i}."})
                         outcomes.append(str(r.status_code))
+                        if r.status_code == 503:
+                            break  # told the server is going: stop sending here, as a load balancer would
                     except httpx.ConnectError:
                         outcomes.append("refused")  # not in flight: the server no longer accepts
                         time.sleep(0.05)
@@ -188,7 +190,7 @@ def test_sigterm_under_load_finishes_or_refuses_every_request_and_exits_in_10_s(
             t.join()
     assert exit_seconds < 10, exit_seconds
     assert "200" in outcomes
-    assert set(outcomes) <= {"200", "503", "refused"}, sorted(set(outcomes))
+    assert set(outcomes) <= {"200", "503"}, sorted(set(outcomes))  # every request in flight answered
 
 
 def test_without_a_model_serve_prints_one_line_and_exits_non_zero(tmp_path):
