@@ -14,7 +14,7 @@ MODEL  ?= stance_classifier:latest
 # `bentoml list` and the service find them. Every entry point sets the offline environment
 # itself (model/runtime.py): nothing is fetched from a model or dataset hub.
 
-.PHONY: help install validate train evaluate serve score build test test-fast bench-serve bench-score bench-scale clean
+.PHONY: help install validate train evaluate faithfulness serve score build test test-fast bench-serve bench-score bench-scale clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ train: $(VENV)/.installed ## fine-tune and register stance_classifier in the Ben
 evaluate: $(VENV)/.installed ## leave-one-article-out evaluation with baselines -> reports/
 	$(PY) -m training.evaluate $(ARGS)
 
+faithfulness: $(VENV)/.installed ## measure how faithful the evidence of `explain` is, on the dev set -> reports/faithfulness.md
+	$(PY) -m training.faithfulness $(ARGS)
+
 serve: $(VENV)/.installed ## serve the HTTP API on 127.0.0.1:$$PORT (default 3000), training a model first if the store has none (ARGS="--workers 2")
 	@$(PY) -m model.store --exists $(MODEL) || $(MAKE) train
 	$(PY) -m serving.serve --port $(PORT) $(ARGS)
@@ -50,7 +53,16 @@ build: $(VENV)/.installed ## build a Bento (model + service) for deployment
 	@$(PY) -m model.store --exists $(MODEL) || $(MAKE) train
 	BENTOML_DO_NOT_TRACK=true $(VENV)/bin/bentoml build
 
-test: $(VENV)/.installed ## run all tests, fast and slow (what CI runs)
+# The page's browser test (tests/test_ui.py) drives Debian's chromium through Playwright,
+# which then downloads no browser of its own. Installed once, with apt, where it is missing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "error: the browser test needs Chromium at $(CHROMIUM); install Debian's chromium package"; exit 1; }
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+test: $(VENV)/.installed $(CHROMIUM) ## run all tests, fast and slow (what CI runs; installs Debian's chromium for the browser test)
 	$(PY) -m pytest $(ARGS)
 
 test-fast: $(VENV)/.installed ## run the fast offline tests only

@@ -1,31 +1,16 @@
 """The Python API on the tiny model: ``score_frame`` gives what `stance score` writes, and the
-README's example runs as printed (EXAMPLE is the text of README.md, "Python API")."""
+README's example (its "Python API" section, read from README.md) runs as printed."""
 
 from __future__ import annotations
 
 import pytest
+from helpers import ROOT
 
-EXAMPLE = '''\
-import pandas as pd
-
-from batch.frame import score_frame
-from model.predictor import Predictor
-
-predictor = Predictor.from_store("stance_classifier:latest")   # what `make train` saved
-print(predictor.choice)                                         # the precision and backend it runs
-
-# Sentences (their actors detected), (sentence, actor) pairs, or model.items.Item objects:
-results = predictor.predict(["Kyiv rejected the Riyadh talks.",
-                             ("Lavrov praised the talks.", "Sergey Lavrov")])
-print(results[1]["actors"][0]["stance"])                        # support, oppose or neutral
-
-# A DataFrame in; out, the rows and columns `stance score` writes (one row per sentence-actor pair):
-df = pd.DataFrame({"text": ["Zelensky rejected any deal made without Ukraine.", "Lavrov met Rubio."],
-                   "actor": ["Zelensky", None],
-                   "published": ["2025-02-18", "2025-02-19"]})
-scored = score_frame(df, text_column="text", actor_column="actor", predictor=predictor)
-print(scored[["text", "actor", "stance", "stance_oppose", "sentiment"]])
-'''
+def readme_example() -> str:
+    """The Python block of README.md's "### Python API" section, as a reader copies it."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### Python API"):]
+    return section[section.index("```python\n") + len("```python\n"):section.index("\n```", section.index("```python"))] + "\n"
 
 FLAT = ["source", "sentence_index", "actor", "mention", "affiliation", "stance", "stance_support", "stance_oppose",
         "stance_neutral", "sentiment", "sentiment_positive", "sentiment_negative", "sentiment_neutral", "model"]
@@ -33,7 +18,7 @@ FLAT = ["source", "sentence_index", "actor", "mention", "affiliation", "stance",
 
 def test_the_readme_example_runs(tiny_store, capsys):
     namespace: dict = {}
-    exec(compile(EXAMPLE, "README.md", "exec"), namespace)
+    exec(compile(readme_example(), "README.md", "exec"), namespace)
     scored = namespace["scored"]
     assert list(scored.columns) == ["text", "input_actor", "published", *FLAT]
     assert list(zip(scored["text"], scored["actor"])) == [
