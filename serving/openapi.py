@@ -38,6 +38,8 @@ def _strict(schema: dict, components: dict, pattern: str) -> None:
         return
     schema["additionalProperties"] = False
     for name, prop in schema.get("properties", {}).items():
+        if "default" in prop and prop["default"] is None:
+            prop["nullable"] = True  # BentoML drops the null of `str | None`; the API takes it
         for option in [prop, *prop.get("anyOf", [])]:
             if option.get("type") == "string":
                 # An actor names someone: a letter or a digit (model.items.check_actor).

@@ -8,7 +8,7 @@ from importlib.metadata import version
 
 import bentoml
 
-from model import artifact, checks, onnx_encoder
+from model import artifact, checks, onnx_encoder, store
 from model.actors import REGISTRY_PATH, parse_registry
 from model.labels import SENTIMENT, STANCE
 from model.predictor import Predictor
@@ -60,8 +60,13 @@ def register(model, tokenizer, config, metrics: dict, train_seconds: float, data
         summary[f"{name}_sentiment_macro_f1"] = round(m["sentiment"]["macro_f1"], 4)
     # The context manager registers the model only when the block finishes: an interrupted
     # or failed save leaves nothing half-written in the store.
+    # The store is named explicitly: BentoML fixes its home the first time it is used in a
+    # process, and the store that model/store.py reads is $BENTOML_HOME as it is now.
+    from bentoml._internal.models import ModelStore
+
     with bentoml.models.create(
         config.model_name,
+        _model_store=ModelStore(store.home() / "models"),
         labels={"stance": ",".join(STANCE), "sentiment": ",".join(SENTIMENT)},
         metadata={**summary, "config": config.to_dict()},
     ) as bento_model:
