@@ -41,8 +41,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import ROOT, machine  # noqa: E402 - also sets the offline environment
+
 SENTENCES = ROOT / "data" / "annotations" / "sentences.jsonl"
 JSON = {"Content-Type": "application/json"}
 
@@ -69,30 +69,35 @@ def raw_batched(predictor, items: list, seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
-def paired_single(predictor, items: list, url: str, seconds: float) -> tuple[dict, list[float]]:
-    """Concurrency 1, paired: each sentence goes to the raw model, then to the server, in turn,
-    so both see the same machine (other jobs on a shared box slow both alike)."""
+def paired_single(predictor, items: list, url: str, seconds: float, block: int = 20) -> tuple[dict, list[float]]:
+    """Concurrency 1, paired by blocks: ``block`` sentences to the raw model, then the same to
+    the server, in turn, so both see the same machine (other jobs on a shared box slow both
+    alike). Blocks, not single requests: each side then runs with its weights in the CPU's
+    cache, as it would alone; alternating every request made both read them cold."""
     import httpx
 
     raw, server, errors = [], [], Counter()
     deadline = time.perf_counter() + seconds
     with httpx.Client(base_url=url, timeout=90) as client:
-        for k, item in enumerate(itertools.cycle(items)):
-            t = time.perf_counter()
-            predictor.predict([item])
-            raw.append(time.perf_counter() - t)
-            body = json.dumps({"sentence": item.sentence, "actor": None}).encode()
-            t = time.perf_counter()
-            try:
-                response = client.post("/classify", content=body, headers=JSON)
-            except httpx.HTTPError as e:
-                errors[type(e).__name__] += 1
-            else:
+        for start in itertools.count(0, block):
+            chunk = [items[(start + k) % len(items)] for k in range(block)]
+            for item in chunk:
+                t = time.perf_counter()
+                predictor.predict([item])
+                raw.append(time.perf_counter() - t)
+            for item in chunk:
+                body = json.dumps({"sentence": item.sentence, "actor": None}).encode()
+                t = time.perf_counter()
+                try:
+                    response = client.post("/classify", content=body, headers=JSON)
+                except httpx.HTTPError as e:
+                    errors[type(e).__name__] += 1
+                    continue
                 if response.status_code == 200:
                     server.append(time.perf_counter() - t)
                 else:
                     errors[f"HTTP {response.status_code}"] += 1
-            if time.perf_counter() > deadline and k + 1 >= len(items):
+            if time.perf_counter() > deadline and start + block >= len(items):
                 break
         elapsed = sum(raw) + sum(server)
     phase = {"path": "/classify", "concurrency": 1, "requests": len(server), "errors": dict(errors),
@@ -166,16 +171,20 @@ class RssSampler(threading.Thread):
             self.peak = max(self.peak, self.sample())
 
 
+HIST = "bentoml_service_adaptive_batch_size"
+
+
 def forward_passes(url: str) -> tuple[float, float]:
-    """(forward passes, items) so far, from the service's stance_forward_batch_items histogram."""
+    """(batches, items) so far, from BentoML's adaptive-batch-size histogram of the batchable
+    StanceModel.predict: how many items each dispatched batch carried."""
     import httpx
 
     values = {}
     for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
-        for key in ("stance_forward_batch_items_count", "stance_forward_batch_items_sum"):
+        for key in (f"{HIST}_count", f"{HIST}_sum"):
             if line.startswith(key):
                 values[key] = values.get(key, 0.0) + float(line.split()[-1])
-    return values.get("stance_forward_batch_items_count", 0.0), values.get("stance_forward_batch_items_sum", 0.0)
+    return values.get(f"{HIST}_count", 0.0), values.get(f"{HIST}_sum", 0.0)
 
 
 # -- 3. load ------------------------------------------------------------------------------------
@@ -265,10 +274,6 @@ def main(argv=None) -> int:
                         help="seconds of the paired plain/explain phase; 0 skips it (default: --duration)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-        os.environ.setdefault(var, "1")
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # The server's setting (serving/serve.py), set before torch loads, so the raw model runs alike.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -286,6 +291,7 @@ def main(argv=None) -> int:
     sentences = load_sentences()
     items = [Item(s) for s in sentences]
     predictor.predict(items[:8])  # warm-up
+    print(f"machine: {machine()}")
     print(f"model {predictor.tag}; {len(sentences)} sentences from {SENTENCES.relative_to(ROOT)}, no actor given; "
           f"BENTOML_HOME={os.environ.get('BENTOML_HOME', '~/bentoml')}; {os.cpu_count()} CPUs, "
           f"{torch.get_num_threads()} torch threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
@@ -364,7 +370,7 @@ def main(argv=None) -> int:
     if 32 in by_c:
         goals.append((f"zero errors at concurrency 32 for {args.duration:.0f} s", not by_c[32]["errors"]))
         ratio = by_c[32]["per_s"] / raw["batched_per_s"]
-        goals.append((f"throughput at c=32 >= 60% of raw batched ({100 * ratio:.0f}%)", ratio >= 0.6))
+        goals.append((f"throughput at c=32 >= 80% of raw batched ({100 * ratio:.0f}%)", ratio >= 0.8))
     if 1 in by_c:
         extra = by_c[1]["p50_ms"] - raw["single_p50_ms"]
         goals.append((f"p50 at c=1 <= raw single + 5 ms ({extra:+.1f} ms)", extra <= 5))

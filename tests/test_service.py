@@ -389,3 +389,16 @@ def test_a_call_still_running_after_the_grace_is_given_up(monkeypatch):
         return quick, slow
 
     assert asyncio.run(run()) == ((True, "done"), (False, None))
+
+
+def test_the_adaptive_batcher_never_holds_a_request_back_for_company():
+    """serving.service patches BentoML's batching optimizer: its learned wait stays 0, so a lone
+    request runs as soon as the model is free (a BentoML upgrade that renames it fails here)."""
+    import serving.service  # noqa: F401 - applies the patch
+    from bentoml._internal.marshal.dispatcher import Optimizer
+
+    optimizer = Optimizer(max_latency=30.0)
+    for n in range(1, 20):
+        optimizer.log_outbound(n=n, wait=0.5, duration=0.01 * n)  # waits as after a burst
+    optimizer.trigger_refresh()
+    assert optimizer.wait == 0 and optimizer.o_a > 0
