@@ -14,7 +14,7 @@ MODEL  ?= stance_classifier:latest
 # `bentoml list` and the service find them. Every entry point sets the offline environment
 # itself (model/runtime.py): nothing is fetched from a model or dataset hub.
 
-.PHONY: help install validate train evaluate faithfulness serve score build test test-fast bench-serve bench-score bench-scale clean
+.PHONY: help install validate train evaluate faithfulness serve score build test test-fast bench-serve bench-score bench-scale bench-train clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ bench-score: $(VENV)/.installed ## benchmark `stance score` against the raw mode
 
 bench-scale: $(VENV)/.installed ## benchmark `stance score` on Ray (local mode) against the local engine
 	$(PY) benchmarks/bench_scale.py $(ARGS)
+
+bench-train: $(VENV)/.installed ## benchmark training steps in fp32 against bf16 autocast
+	$(PY) benchmarks/bench_train.py $(ARGS)
 
 clean: ## remove generated reports and caches (keeps .venv and the model store)
 	rm -rf reports .pytest_cache build dist

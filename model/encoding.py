@@ -22,6 +22,7 @@ MARK_OPEN, MARK_CLOSE = "<<", ">>"
 # Tokens of the actor's name the stance input keeps. The longest registry alias takes 12
 # ("UN Secretary-General António Guterres"); a 200-character actor of "!" takes 200.
 ACTOR_TOKENS = 16
+PAD_MULTIPLE = 8  # padded lengths are multiples of this (see _pad)
 
 
 @dataclass
@@ -93,6 +94,10 @@ def _pad(tokenizer, rows: list[tuple[list[int], int, list | None]], with_span: b
     """rows of (ids, length of the first segment, span flags) -> padded tensors. Token types
     are 0 on the first segment and 1 on the second, as the tokenizer makes them for a pair."""
     n = max((len(ids) for ids, _, _ in rows), default=0)
+    # Lengths rounded up to a multiple of 8: oneDNN keeps compiled kernels per input shape.
+    # Scoring the articles' sentences one at a time grew a bf16 process by 360 MiB with a
+    # shape per exact length, by 65 MiB rounded. Padding is masked: the outputs do not change.
+    n = -(-n // PAD_MULTIPLE) * PAD_MULTIPLE
     ids = torch.full((len(rows), n), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(rows), n), dtype=torch.long)
     types = torch.zeros((len(rows), n), dtype=torch.long)

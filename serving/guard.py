@@ -48,15 +48,20 @@ def _text(value: Any, field: str, limit: int, nullable: bool) -> None:
         raise Problem(422, field, str(e)) from None
 
 
+def _object(value: Any, fields: tuple[str, ...], required: str, prefix: str = "") -> None:
+    """``value`` is a JSON object of only ``fields``, with ``required`` among them."""
+    if not isinstance(value, dict):
+        raise Problem(422, prefix.rstrip(".") or "body", f"must be a JSON object, got {json_type(value)}")
+    for key in value:
+        if key not in fields:
+            known = f"the fields are {', '.join(fields)}" if len(fields) > 1 else f"the only field is {fields[0]}"
+            raise Problem(422, f"{prefix}{key}", f"is not a known field; {known}")
+    if required not in value:
+        raise Problem(422, f"{prefix}{required}", "is required")
+
+
 def check_item(item: Any, prefix: str = "") -> None:
-    where = prefix.rstrip(".") or "body"
-    if not isinstance(item, dict):
-        raise Problem(422, where, f"must be a JSON object, got {json_type(item)}")
-    for key in item:
-        if key not in ITEM_FIELDS:
-            raise Problem(422, f"{prefix}{key}", f"is not a known field; the fields are {', '.join(ITEM_FIELDS)}")
-    if "sentence" not in item:
-        raise Problem(422, f"{prefix}sentence", "is required")
+    _object(item, ITEM_FIELDS, "sentence", prefix)
     _text(item["sentence"], f"{prefix}sentence", MAX_SENTENCE_CHARS, nullable=False)
     try:
         check_actor(item.get("actor"))
@@ -67,13 +72,7 @@ def check_item(item: Any, prefix: str = "") -> None:
 
 
 def check_batch(body: Any) -> None:
-    if not isinstance(body, dict):
-        raise Problem(422, "body", f"must be a JSON object, got {json_type(body)}")
-    for key in body:
-        if key != "items":
-            raise Problem(422, key, "is not a known field; the only field is items")
-    if "items" not in body:
-        raise Problem(422, "items", "is required")
+    _object(body, ("items",), "items")
     items = body["items"]
     if not isinstance(items, list):
         raise Problem(422, "items", f"must be an array, got {json_type(items)}")
@@ -89,13 +88,7 @@ def check_batch(body: Any) -> None:
 
 
 def check_text_body(body: Any) -> None:
-    if not isinstance(body, dict):
-        raise Problem(422, "body", f"must be a JSON object, got {json_type(body)}")
-    for key in body:
-        if key != "text":
-            raise Problem(422, key, "is not a known field; the only field is text")
-    if "text" not in body:
-        raise Problem(422, "text", "is required")
+    _object(body, ("text",), "text")
     _text(body["text"], "text", MAX_TEXT_CHARS, nullable=False)
 
 

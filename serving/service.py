@@ -28,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from model.store import MODEL_NAME
 from serving import openapi
+from serving.batching import dispatch_when_idle
 from serving.guard import CHECKS, RequestGuard
 from serving.lifecycle import LIFECYCLE
 from serving.schema import EXAMPLE, Actor, BatchResult, Classification, Explain, Items, Segments, Sentence, Text
@@ -45,30 +46,8 @@ FORWARD_CHUNK = 16
 RUNNER_CONNECTION = {"max_requests": 2**62, "max_age": 10.0**9}
 STATIC = Path(__file__).resolve().parent / "static"
 
-
-def dispatch_when_idle() -> None:
-    """Make BentoML's adaptive batcher run what is queued as soon as the model is free.
-
-    By default it holds a request back for the mean wait of its last 50 batches, hoping for a
-    bigger batch. After a burst that mean is large, and it feeds itself: at one client, after
-    32 clients had come and gone, every request waited for company that never came (p50 +23 ms
-    over the raw model, `make bench-serve`). On a CPU, waiting while the model is idle gains
-    nothing: batches still form from what arrives while the model is busy."""
-    from bentoml._internal.marshal.dispatcher import Optimizer
-
-    if getattr(Optimizer.trigger_refresh, "never_waits", False):
-        return
-    refresh = Optimizer.trigger_refresh
-
-    def trigger_refresh(self) -> None:
-        refresh(self)
-        self.wait = 0
-
-    trigger_refresh.never_waits = True
-    Optimizer.trigger_refresh = trigger_refresh
-
-
 dispatch_when_idle()
+
 
 
 @bentoml.service(
@@ -76,7 +55,7 @@ dispatch_when_idle()
     # why): adaptive batching then fills one forward pass, and the model is loaded once.
     workers=1,
     traffic={"timeout": 60},
-    resources={"cpu": "2", "memory": "1Gi"},
+    resources={"cpu": "2", "memory": "2Gi"},  # worker peak 1.4 GiB (benchmarks/README.md)
     runner_connection=RUNNER_CONNECTION,
 )
 class StanceModel:

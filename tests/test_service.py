@@ -394,7 +394,7 @@ def test_a_call_still_running_after_the_grace_is_given_up(monkeypatch):
 def test_the_adaptive_batcher_never_holds_a_request_back_for_company():
     """serving.service patches BentoML's batching optimizer: its learned wait stays 0, so a lone
     request runs as soon as the model is free (a BentoML upgrade that renames it fails here)."""
-    import serving.service  # noqa: F401 - applies the patch
+    import serving.service  # noqa: F401 - applies the patch (serving/batching.py)
     from bentoml._internal.marshal.dispatcher import Optimizer
 
     optimizer = Optimizer(max_latency=30.0)

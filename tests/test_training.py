@@ -122,11 +122,13 @@ def test_every_actor_the_api_accepts_fits_the_window(tiny_predictor, actor):
 
 
 def test_short_inputs_encode_as_a_plain_tokenizer_call(tokenizer):
-    from model.encoding import encode_pairs, mark_mention
+    from model.encoding import PAD_MULTIPLE, encode_pairs, mark_mention
 
     sentence, span = "Kyiv condemned the talks, while Moscow welcomed them.", (32, 38)
     enc = encode_pairs(tokenizer, ["Russia"], [sentence], [span], 128).tensors
-    plain = tokenizer(["Russia"], [mark_mention(sentence, span)[0]], return_tensors="pt")
+    plain = tokenizer(["Russia"], [mark_mention(sentence, span)[0]], return_tensors="pt",
+                      padding=True, pad_to_multiple_of=PAD_MULTIPLE)
+    assert enc["input_ids"].shape[1] % PAD_MULTIPLE == 0
     for key in ("input_ids", "token_type_ids", "attention_mask"):
         assert torch.equal(enc[key], plain[key]), key
 
