@@ -38,9 +38,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, choose_model, interleaved, machine, spread  # noqa: E402
+from common import SENTENCES, choose_model, interleaved, machine, spread  # noqa: E402
 
-SENTENCES = ROOT / "data" / "annotations" / "sentences.jsonl"
 
 
 def build_input(path: Path, min_pairs: int) -> tuple[list[str], int]:

@@ -41,9 +41,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from common import ROOT, machine  # noqa: E402 - also sets the offline environment
+from common import ROOT, SENTENCES, machine  # noqa: E402 - also sets the offline environment
 
-SENTENCES = ROOT / "data" / "annotations" / "sentences.jsonl"
 JSON = {"Content-Type": "application/json"}
 
 

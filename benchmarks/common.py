@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The articles' 160 sentences: the load of bench-score and bench-serve.
+SENTENCES = ROOT / "data" / "annotations" / "sentences.jsonl"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

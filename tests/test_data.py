@@ -2,7 +2,6 @@
 the validator."""
 
 import json
-import re
 import shutil
 
 import pytest

@@ -12,7 +12,7 @@ import torch
 
 from helpers import ACTOR_KEYS, TWO_ACTORS
 
-from model.explain import Explainer, Word, candidate_words, delete, evidence
+from model.explain import Explainer, candidate_words, delete, evidence
 from model.labels import STANCE
 
 

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers import ACTOR_KEYS, BAD, RESULT_KEYS, ROOT, TWO_ACTORS, free_port, running_server, stop
+from helpers import ACTOR_KEYS, BAD, RESULT_KEYS, ROOT, TWO_ACTORS, free_port, running_server
 
 pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")

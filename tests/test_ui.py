@@ -27,8 +27,6 @@ def service_url(tiny_store, tmp_path_factory):
     """The service as `make serve` starts it (python -m serving.serve), on the tiny model, on a
     free loopback port. (A second in-process app would clash with the one of the `client`
     fixture: BentoML registers its metrics once per process.)"""
-    import os
-
     from helpers import running_server
 
     with running_server(os.environ["BENTOML_HOME"], tmp_path_factory.mktemp("ui_server") / "server.log") as (client, _):

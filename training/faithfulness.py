@@ -26,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from training.data import ROOT
+
 KS = (1, 3, 5)
 DRAWS = 5  # random draws of k words per pair, averaged
 
