@@ -42,12 +42,11 @@ MAX_LATENCY_MS = 30_000
 FORWARD_CHUNK = 16
 # BentoML's client between services closes its connection pool every 100 requests by default
 # (runner_connection.max_requests), failing the requests still in flight on it: at 32
-# clients 12% of requests failed (benchmarks/repro_runner_connection.py). Never recycle it.
+# clients 12-15% of requests failed (benchmarks/repro_runner_connection.py). Never recycle it.
 RUNNER_CONNECTION = {"max_requests": 2**62, "max_age": 10.0**9}
 STATIC = Path(__file__).resolve().parent / "static"
 
 dispatch_when_idle()
-
 
 
 @bentoml.service(
@@ -55,7 +54,7 @@ dispatch_when_idle()
     # why): adaptive batching then fills one forward pass, and the model is loaded once.
     workers=1,
     traffic={"timeout": 60},
-    resources={"cpu": "2", "memory": "2Gi"},  # worker peak 1.4 GiB (benchmarks/README.md)
+    resources={"cpu": "2", "memory": "1Gi"},  # worker peak 865 MiB under load (benchmarks/README.md)
     runner_connection=RUNNER_CONNECTION,
 )
 class StanceModel:
