@@ -53,8 +53,8 @@ def tiny_config(**overrides):
 
 def write_annotations(folder: Path) -> Path:
     """A tiny annotations folder: real pairs in three articles, and written, dev and challenge sets."""
-    (folder / "written").mkdir(parents=True, exist_ok=True)  # one file per writer, as in data/annotations/
-    files = {"pairs.jsonl": tiny_rows(("a", "b", "c")), "written/w01.jsonl": tiny_rows(("written",), 1),
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"pairs.jsonl": tiny_rows(("a", "b", "c")), "written.jsonl": tiny_rows(("written",), 1),
              "dev.jsonl": tiny_rows(("dev",), 1), "challenge.jsonl": tiny_rows(("challenge",), 1)}
     for name, rows in files.items():
         (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

@@ -52,7 +52,7 @@ def test_every_registry_mention_of_the_written_corpus_has_a_pair():
     actor the matcher finds is labelled, on the matcher's mention."""
     registry = load_registry()
     by_sentence: dict[str, dict] = {}
-    for r in read_jsonl(ANN / "written"):
+    for r in read_jsonl(ANN / "written.jsonl"):
         by_sentence.setdefault(r["sentence"], {})[r["actor"]] = r["mention_start"]
     missing = [(s[:60], m.actor) for s, pairs in by_sentence.items() for m in registry.find(s) if pairs.get(m.actor) != m.start]
     assert missing == []
@@ -152,7 +152,7 @@ def test_a_one_character_token_ends_a_sentence_unless_it_is_an_initial(text, exp
 @pytest.fixture
 def data_copy(tmp_path):
     shutil.copytree(ANN, tmp_path / "ann", ignore=shutil.ignore_patterns("passes", "synthetic.jsonl", "challenge.jsonl",
-                                                                         "written", "dev.jsonl"))
+                                                                         "written.jsonl", "dev.jsonl"))
     return tmp_path / "ann"
 
 

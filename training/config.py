@@ -42,7 +42,7 @@ class TrainConfig:
                                 "bf16 matrix units) or 'auto' (bf16 where the CPU has them)")
     class_weights: bool = _f(True, "weight the losses by inverse class frequency of the training rows (square-rooted)")
     synthetic: bool = _f(True, "add data/annotations/synthetic.jsonl (the first written set) to the training side")
-    written: bool = _f(True, "add data/annotations/written/ (the written corpus in the register of real "
+    written: bool = _f(True, "add data/annotations/written.jsonl (the written corpus in the register of real "
                              "coverage, WRITING.md) to the training side")
     sentiment_weight: float = _f(1.0, "weight of the sentiment loss against the stance loss")
     contrastive: float = _f(0.5, "weight of a supervised contrastive loss on the stance features, added to the stance loss: "

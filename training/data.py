@@ -22,9 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 ARTICLES = DATA / "articles"
 ANNOTATIONS = DATA / "annotations"
-# The annotation files, by role (data/annotations/README.md). The written corpus is a folder,
-# one file per writer.
-FILES = {"pairs": "pairs.jsonl", "synthetic": "synthetic.jsonl", "written": "written",
+# The annotation files, by role (data/annotations/README.md).
+FILES = {"pairs": "pairs.jsonl", "synthetic": "synthetic.jsonl", "written": "written.jsonl",
          "dev": "dev.jsonl", "challenge": "challenge.jsonl"}
 
 COLUMNS = ("id", "sentence_id", "article", "sentence", "actor", "mention", "mention_start", "mention_end",
@@ -32,13 +31,8 @@ COLUMNS = ("id", "sentence_id", "article", "sentence", "actor", "mention", "ment
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """The rows of a .jsonl file, or of every .jsonl file in a folder (in name order)."""
-    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
-    rows = []
-    for file in files:
-        with open(file, encoding="utf-8") as f:
-            rows += [json.loads(line) for line in f if line.strip()]
-    return rows
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def to_dataset(rows: list[dict], synthetic: bool = False) -> Dataset:
@@ -61,8 +55,7 @@ class Sets:
 
     def training_files(self, config) -> list[Path]:
         names = ["pairs"] + [n for n in ("synthetic", "written") if getattr(config, n) and getattr(self, n) is not None]
-        paths = [self.folder / FILES[n] for n in names]
-        return [f for p in paths for f in (sorted(p.glob("*.jsonl")) if p.is_dir() else [p])]
+        return [self.folder / FILES[n] for n in names]
 
 
 def load_sets(folder: Path = ANNOTATIONS) -> Sets:

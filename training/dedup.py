@@ -1,6 +1,6 @@
 """Near-duplicate sentences: character 5-gram Jaccard similarity of 0.5 or more.
 
-    python -m training.dedup                      # report near-duplicates in data/annotations/written/
+    python -m training.dedup                      # report near-duplicates in data/annotations/written.jsonl
     python -m training.dedup --write              # and drop them from its files
 
 A written sentence is dropped if it is a near-duplicate of an earlier written sentence, or of
@@ -81,9 +81,9 @@ def main(argv=None) -> int:
     print(f"{len(dups)} of {len(sentences)} written sentences are near-duplicates (character {N}-gram Jaccard >= {THRESHOLD})")
     if args.write and dups:
         drop = {sentences[i] for i in dups}
-        for file in sorted((args.annotations / FILES["written"]).glob("*.jsonl")):
-            kept = [r for r in read_jsonl(file) if r["sentence"] not in drop]
-            file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
+        kept = [r for r in written if r["sentence"] not in drop]
+        (args.annotations / FILES["written"]).write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
         print(f"dropped the pairs of {len(drop)} sentences")
     return 0
 

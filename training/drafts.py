@@ -2,8 +2,8 @@
 measure the register of any annotation file against real coverage.
 
     python -m training.drafts check draft.jsonl            # FILE:LINE problems, then the register
-    python -m training.drafts build drafts/w01/*.jsonl --prefix wr --out data/annotations/written/w01.jsonl
-    python -m training.drafts stats data/annotations/written/*.jsonl
+    python -m training.drafts build drafts/w01/*.jsonl --prefix wr --out drafts/w01.jsonl   # then appended to data/annotations/written.jsonl
+    python -m training.drafts stats data/annotations/written.jsonl
 
 A draft has one sentence per line, with its pairs nested:
 
