@@ -56,13 +56,13 @@ from typing import Callable, Iterator
 from batch.inputs import BadInput, Record
 from batch.scoring import Scored, Tally, chunks, score_records
 from batch.writers import Output, atomic_dir, parquet_schema, parquet_table, write_rows
-from model.runtime import ENV
+from model.runtime import ENV, OPENMP
 
 RAY_MISSING = "--engine ray needs Ray: pip install -e '.[scale]'"
 # The actors' environment, also on a cluster whose nodes were started without it: no hub
 # access, no tokenizer threads on top of the actors, and OpenMP threads that sleep instead
-# of spinning (spinning threads made a forward pass 35x slower on a busy host, see serving/serve.py).
-WORKER_ENV = {**ENV, "OMP_WAIT_POLICY": "PASSIVE"}
+# of spinning between requests (model/runtime.py).
+WORKER_ENV = {**ENV, **OPENMP}
 RESULT_COLUMNS = ("chunk", "rows", "n_rows", "pairs", "no_actor", "failures", "choice")
 
 

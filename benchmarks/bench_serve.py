@@ -11,7 +11,7 @@
    are measured on the same, possibly shared, machine.
 4. Bounded concurrent clients (default 32) POST /classify for --duration seconds, then two
    clients POST /classify_batch with 32 items each: throughput, p50/p95/p99 latency,
-   errors, and the mean items per forward pass (what adaptive batching merged, from the
+   errors, and the mean items per forward pass (what batching merged, from the
    service's /metrics) per phase; the peak RSS of the worker processes.
 5. Evidence, concurrency 1, paired (run right after phase 3): each sentence goes to POST
    /classify without, then with "explain": true, for --explain-seconds; the latency of both and
@@ -170,12 +170,12 @@ class RssSampler(threading.Thread):
             self.peak = max(self.peak, self.sample())
 
 
-HIST = "bentoml_service_adaptive_batch_size"
+HIST = "stance_batch_items"
 
 
 def forward_passes(url: str) -> tuple[float, float]:
-    """(batches, items) so far, from BentoML's adaptive-batch-size histogram of the batchable
-    StanceModel.predict: how many items each dispatched batch carried."""
+    """(batches, items) so far, from the service's histogram of the items in each forward pass
+    (serving/batcher.py)."""
     import httpx
 
     values = {}
@@ -273,8 +273,11 @@ def main(argv=None) -> int:
                         help="seconds of the paired plain/explain phase; 0 skips it (default: --duration)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    # The server's setting (serving/serve.py), set before torch loads, so the raw model runs alike.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # The server's setting (model/runtime.py), set before torch loads, so the raw model runs alike.
+    from model.runtime import OPENMP
+
+    for key, value in OPENMP.items():
+        os.environ.setdefault(key, value)
 
     import torch
 
@@ -293,7 +296,7 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}")
     print(f"model {predictor.tag}; {len(sentences)} sentences from {SENTENCES.relative_to(ROOT)}, no actor given; "
           f"BENTOML_HOME={os.environ.get('BENTOML_HOME', '~/bentoml')}; {os.cpu_count()} CPUs, "
-          f"{torch.get_num_threads()} torch threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
+          f"{torch.get_num_threads()} torch threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}; "
           f"load average {os.getloadavg()[0]:.1f} before the run")
     batched = [raw_batched(predictor, items, args.raw_seconds)]
     print(f"raw model, batched forward: {batched[0]:.1f} sentences/s (Predictor batch size {predictor.batch_size})")
@@ -312,7 +315,7 @@ def main(argv=None) -> int:
         idle_rss = sampler.sample()
         sampler.start()
         print(f"server ready {ready:.1f} s after start (pid {proc.pid}, log {log}); worker RSS {idle_rss / 2**20:.0f} MiB idle")
-        # Warm-up, not measured: the adaptive batcher first calibrates on a few requests.
+        # Warm-up, not measured.
         asyncio.run(drive(url, "/classify", single, 1, 1, 2))
         asyncio.run(drive(url, "/classify", single, 1, 32, 3))
         for c in [int(c) for c in args.concurrency.split(",") if c.strip()]:
@@ -353,7 +356,7 @@ def main(argv=None) -> int:
                 + (" (paired)" if p.get("explain_pair") else ""))
         print(f"{name:<26}{p['per_s']:>12.1f}{p['p50_ms']:>9.1f}{p['p95_ms']:>9.1f}{p['p99_ms']:>9.1f}{p['requests']:>10}"
               f"{p['items_per_forward']:>10.1f}  {sum(p['errors'].values())} {p['errors'] or ''}")
-    print("(per pass: mean items per forward pass in the server, i.e. what adaptive batching merged)")
+    print("(per pass: mean items per forward pass in the server, i.e. what batching merged)")
     if paired:
         plain, explained = paired
         raw["explain_rows_per_sentence"] = explain_rows(predictor, items)

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FILE = "encoder.onnx"
+from model.artifact import ONNX_FILE as FILE
+
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 

@@ -4,9 +4,9 @@
     python -m serving.serve --host 0.0.0.0 --workers 2 --threads 1
 
 Before anything starts it checks, and reports in one line with exit status 1: that the store
-has a model that loads (else: run `make train`), and that the port is free. Then it replaces
-itself with `bentoml serve serving.service:StanceClassifier`, so signals (Ctrl-C, SIGTERM)
-reach BentoML directly.
+has a model whose folder is whole (``model.artifact.verify``; else: run `make train`), and
+that the port is free. Then it replaces itself with `bentoml serve
+serving.service:StanceClassifier`, so signals (Ctrl-C, SIGTERM) reach BentoML directly.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from model.runtime import offline
+from model.runtime import OPENMP, offline
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE = "serving.service:StanceClassifier"
@@ -46,20 +46,18 @@ def private_home(store: Path) -> Path:
 def environment(workers: int, threads: int | None, home: Path) -> dict[str, str]:
     """The server's environment; every variable here was measured to matter on 2 cores."""
     # Default, one worker with torch on every core: the lowest latency for a lone request,
-    # one model in memory, and adaptive batching fills one forward pass. On a host shared
+    # one model in memory, and batching fills one forward pass. On a host shared
     # with other CPU-bound jobs, `--workers 2 --threads 1` gave ~1.5x the throughput at
     # 32 clients (each worker gets its own CPU share) for twice the memory.
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     env = offline({
-        # OpenMP threads sleep instead of spinning between operations: on a busy host,
-        # spinning threads starve the one they wait for (a forward pass took 2 s, not 60 ms).
-        "OMP_WAIT_POLICY": "PASSIVE",
+        **OPENMP,  # how torch's threads wait (model/runtime.py)
         **os.environ,
         "BENTOML_HOME": str(home),
         "STANCE_TORCH_THREADS": str(threads),
     })
     options = [o for o in [env.get("BENTOML_CONFIG_OPTIONS", "")] if o]
-    env["BENTOML_CONFIG_OPTIONS"] = " ".join([*options, f"services.StanceModel.workers={workers}"])
+    env["BENTOML_CONFIG_OPTIONS"] = " ".join([*options, f"services.StanceClassifier.workers={workers}"])
     return env
 
 
@@ -98,7 +96,7 @@ def main(argv=None) -> int:
 
     try:
         path, tag = store.find()
-        artifact.load(path)
+        artifact.verify(path)  # a quarter of a second; loading would hold the start back by five
     except Exception as e:  # noqa: BLE001 - missing, corrupt or incompatible: one line, not a traceback
         print(f"error: {e}", file=sys.stderr)
         return 1

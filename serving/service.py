@@ -1,24 +1,26 @@
-"""The HTTP inference service: two BentoML services around the one batched predictor.
+"""The HTTP inference service: one BentoML service around the one batched predictor.
 
     python -m serving.serve --port 3000        # what `make serve` runs (127.0.0.1:3000)
     curl -s localhost:3000/classify -H 'Content-Type: application/json' \\
          -d '{"sentence": "Zelenskyy rejected the Riyadh talks.", "actor": null}'
 
-``StanceClassifier`` is the API: ``/classify`` {"sentence", "actor", "explain"} -> one result,
+``StanceClassifier``: ``/classify`` {"sentence", "actor", "explain"} -> one result,
 ``/classify_batch`` {"items": [...]} -> {"results": [...]} in input order, ``/segment``
 {"text"} -> {"sentences": [...]} (model/segment.py), behind the request guard
-(serving/guard.py). It calls ``StanceModel.predict``, a ``batchable`` BentoML API: BentoML's
-adaptive batcher merges the items of concurrent requests into one forward pass. Items with
-``"explain": true`` go to ``StanceModel.explain`` instead (model/explain.py), a call of their
-own, so a request without explain never waits behind an explanation.
+(serving/guard.py). The items of concurrent requests share forward passes (serving/batcher.py).
+Items with ``"explain": true`` are explained in a call of their own (model/explain.py), so a
+request without explain never waits behind an explanation.
 ``/ui`` is the page (serving/static/), a client of these APIs like any other.
-``/healthz``, ``/readyz``, ``/metrics`` and the OpenAPI document are BentoML's own.
+``/healthz``, ``/readyz``, ``/metrics`` and the OpenAPI document are BentoML's own; /metrics
+also has ``stance_batch_items``, the items of each forward pass.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,41 +30,63 @@ from starlette.staticfiles import StaticFiles
 
 from model.store import MODEL_NAME
 from serving import openapi
-from serving.batching import dispatch_when_idle
+from serving.batcher import Batcher
 from serving.guard import CHECKS, RequestGuard
 from serving.lifecycle import LIFECYCLE
 from serving.schema import EXAMPLE, Actor, BatchResult, Classification, Explain, Items, Segments, Sentence, Text
 
-# Adaptive batching: at most this many items per forward pass; a request waits at most
-# MAX_LATENCY_MS in the queue before it is shed with a 503 (overload, not bad input).
+# Batching: at most this many items per forward pass; an item waits at most MAX_WAIT_SECONDS
+# in the queue before it is shed with a 503 (overload, not bad input).
 MAX_BATCH_SIZE = 64
-MAX_LATENCY_MS = 30_000
+MAX_WAIT_SECONDS = 30
 # Rows per model call inside one forward pass (Predictor.batch_size). Measured on 2 cores:
 # 16 gives the throughput of 32 with a smaller worker peak (smaller activations).
 FORWARD_CHUNK = 16
-# BentoML's client between services closes its connection pool every 100 requests by default
-# (runner_connection.max_requests), failing the requests still in flight on it: at 32
-# clients 12-15% of requests failed (benchmarks/repro_runner_connection.py). Never recycle it.
-RUNNER_CONNECTION = {"max_requests": 2**62, "max_age": 10.0**9}
 STATIC = Path(__file__).resolve().parent / "static"
 
-dispatch_when_idle()
+
+@functools.cache
+def batch_items_metric():
+    """Created at first use: prometheus_client must load after BentoML has set up its
+    multiprocess directory, or /metrics would never show it."""
+    from prometheus_client import Histogram
+
+    return Histogram("stance_batch_items", "items per forward pass (what batching merged)",
+                     buckets=(1, 2, 4, 8, 16, 32, 64))
+
+
+def _unavailable(problem: str) -> JSONResponse:
+    return JSONResponse({"error": f"model: {problem}; retry later", "field": "model"}, status_code=503)
 
 
 @bentoml.service(
     # One worker whose torch uses every core (serving/serve.py sets the threads and says
-    # why): adaptive batching then fills one forward pass, and the model is loaded once.
+    # why): batching then fills one forward pass, and the model is loaded once.
     workers=1,
     traffic={"timeout": 60},
     resources={"cpu": "2", "memory": "1Gi"},  # worker peak 865 MiB under load (benchmarks/README.md)
-    runner_connection=RUNNER_CONNECTION,
+    labels={"project": "riyadh-stance", "task": "stance+sentiment"},
 )
-class StanceModel:
+class StanceClassifier:
     # At class scope, so `bentoml build` resolves "latest" to a version and packs it.
     model_ref = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
 
     def __init__(self) -> None:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP; see serving/serve.py
+        LIFECYCLE.install()  # SIGTERM drains first (serving/lifecycle.py)
+        # Every torch call of this process runs on this one thread, loading and warm-up included.
+        # libgomp gives each thread that starts a parallel region a team of OpenMP threads of its
+        # own; with more of them than cores it stops spinning between regions, and a one-sentence
+        # forward pass took 35 ms instead of 20 (BentoML runs sync APIs on a pool of threads).
+        self.torch = ThreadPoolExecutor(1, thread_name_prefix="torch")
+        self.predictor = self.torch.submit(self._load).result()
+        self.batcher = Batcher(self._results, self.torch, MAX_BATCH_SIZE, MAX_WAIT_SECONDS,
+                               on_batch=batch_items_metric().observe)
+
+    def _load(self):
+        from model.runtime import OPENMP
+
+        for key, value in OPENMP.items():  # before torch starts OpenMP, also under `bentoml serve`
+            os.environ.setdefault(key, value)
         import torch
 
         from model.predictor import Predictor
@@ -70,20 +94,19 @@ class StanceModel:
         if os.environ.get("STANCE_TORCH_THREADS"):
             torch.set_num_threads(int(os.environ["STANCE_TORCH_THREADS"]))
         stored = bentoml.models.get(type(self).model_ref.tag)
-        self.predictor = Predictor.load(stored.path, tag=str(stored.tag), batch_size=FORWARD_CHUNK,
-                                        precision=os.environ.get("STANCE_PRECISION", "auto"),
-                                        backend=os.environ.get("STANCE_BACKEND", "auto"))
-        print(f"model {stored.tag}: {self.predictor.choice}", flush=True)
+        predictor = Predictor.load(stored.path, tag=str(stored.tag), batch_size=FORWARD_CHUNK,
+                                   precision=os.environ.get("STANCE_PRECISION", "auto"),
+                                   backend=os.environ.get("STANCE_BACKEND", "auto"))
+        print(f"model {stored.tag}: {predictor.choice}", flush=True)
         # Warm up: the first forward pass of a fresh process is several times slower.
-        self.predictor.predict([EXAMPLE])
-
-    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
-    def predict(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The one forward pass for the items of several requests. An item whose prediction
-        raises comes back as {"failure": ...}; the others are answered normally."""
-        return self._results(items)
+        predictor.predict([EXAMPLE])
+        return predictor
 
     def _results(self, items: list[dict[str, Any]], explain: bool = False) -> list[dict[str, Any]]:
+        """Results for request items; an item whose prediction raises comes back as
+        {"failure": ...} and the others are answered normally. With ``explain``, every actor
+        also gets the evidence for its stance: not batched across requests, since one
+        explanation costs a forward row per word and would hold up requests that asked for none."""
         from model.items import Item
         from model.predictor import Failure
 
@@ -95,34 +118,14 @@ class StanceModel:
             results = Explainer(self.predictor).add_evidence(asked, results, isolate=True)
         return [{"failure": r.error} if isinstance(r, Failure) else r for r in results]
 
-    @bentoml.api
-    def explain(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """``predict`` plus, on every actor, the evidence for its stance (model/explain.py). Not
-        batched across requests: an explanation costs a forward row per word, and merged into
-        the adaptive batches it would hold up the requests that did not ask for one."""
-        return self._results(items, explain=True)
-
-
-def _unavailable(problem: str) -> JSONResponse:
-    return JSONResponse({"error": f"model: {problem}; retry later", "field": "model"}, status_code=503)
-
-
-@bentoml.service(
-    workers=1,
-    traffic={"timeout": 60},
-    labels={"project": "riyadh-stance", "task": "stance+sentiment"},
-)
-class StanceClassifier:
-    model = bentoml.depends(StanceModel)
-
-    def __init__(self) -> None:
-        LIFECYCLE.install()  # SIGTERM drains first (serving/lifecycle.py)
+    async def _explained(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await asyncio.wrap_future(self.torch.submit(self._results, items, True))
 
     async def _predict(self, items: list[dict]) -> list[dict] | JSONResponse:
         plain = [k for k, i in enumerate(items) if not i.get("explain")]
         explained = [k for k, i in enumerate(items) if i.get("explain")]
-        calls = [self.model.to_async.predict([_item(items[k]) for k in plain]) if plain else _none(),
-                 self.model.to_async.explain([_item(items[k]) for k in explained]) if explained else _none()]
+        calls = [self.batcher([_item(items[k]) for k in plain]) if plain else _none(),
+                 self._explained([_item(items[k]) for k in explained]) if explained else _none()]
         try:
             finished, answered = await LIFECYCLE.within_grace(asyncio.gather(*calls))
         except Exception as e:  # noqa: BLE001 - overload, shutdown: the client may retry
@@ -159,7 +162,7 @@ class StanceClassifier:
 
 
 def _item(item: dict) -> dict:
-    """What StanceModel reads of a request item (without explain: the route says that)."""
+    """What the model reads of a request item (without explain: the call says that)."""
     return {"sentence": item["sentence"], "actor": item.get("actor")}
 
 

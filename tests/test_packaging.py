@@ -32,8 +32,8 @@ def test_the_bento_pins_only_packages_the_project_depends_on():
     assert set(_bento_pins()) - declared <= {"tokenizers", "safetensors"}
 
 
-def test_the_bento_sets_the_offline_environment_of_every_entry_point():
-    from model.runtime import ENV
+def test_the_bento_sets_the_offline_and_openmp_environment_of_the_service():
+    from model.runtime import ENV, OPENMP
 
     envs = {e["name"]: e["value"] for e in yaml.safe_load((ROOT / "bentofile.yaml").read_text())["envs"]}
-    assert {k: envs.get(k) for k in ENV} == ENV
+    assert {k: envs.get(k) for k in {**ENV, **OPENMP}} == {**ENV, **OPENMP}

@@ -189,11 +189,11 @@ def test_serve_binds_loopback_and_reads_port_from_the_environment(serve_checks, 
     assert argv[argv.index("--host") + 1] == "127.0.0.1"
     assert argv[argv.index("--port") + 1] == "4123"
     assert "serving.service:StanceClassifier" in argv
-    assert "services.StanceModel.workers=1" in env["BENTOML_CONFIG_OPTIONS"]
+    assert "services.StanceClassifier.workers=1" in env["BENTOML_CONFIG_OPTIONS"]
     serve.main(["--port", "5000", "--workers", "2", "--threads", "1"])
     argv, env = calls[-1]
     assert argv[argv.index("--port") + 1] == "5000"
-    assert "services.StanceModel.workers=2" in env["BENTOML_CONFIG_OPTIONS"] and env["STANCE_TORCH_THREADS"] == "1"
+    assert "services.StanceClassifier.workers=2" in env["BENTOML_CONFIG_OPTIONS"] and env["STANCE_TORCH_THREADS"] == "1"
 
 
 def test_each_server_keeps_its_own_metrics_folder_over_the_shared_store(serve_checks):
@@ -389,16 +389,3 @@ def test_a_call_still_running_after_the_grace_is_given_up(monkeypatch):
         return quick, slow
 
     assert asyncio.run(run()) == ((True, "done"), (False, None))
-
-
-def test_the_adaptive_batcher_never_holds_a_request_back_for_company():
-    """serving.service patches BentoML's batching optimizer: its learned wait stays 0, so a lone
-    request runs as soon as the model is free (a BentoML upgrade that renames it fails here)."""
-    import serving.service  # noqa: F401 - applies the patch (serving/batching.py)
-    from bentoml._internal.marshal.dispatcher import Optimizer
-
-    optimizer = Optimizer(max_latency=30.0)
-    for n in range(1, 20):
-        optimizer.log_outbound(n=n, wait=0.5, duration=0.01 * n)  # waits as after a burst
-    optimizer.trigger_refresh()
-    assert optimizer.wait == 0 and optimizer.o_a > 0

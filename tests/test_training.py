@@ -81,6 +81,25 @@ def test_a_corrupt_weights_file_is_one_clear_error(tiny_model_dir, tmp_path):
         Predictor.load(bad)
 
 
+def test_verify_checks_a_folder_without_building_the_model(tiny_model_dir, tmp_path):
+    """What serving/serve.py runs before the server starts: the errors of ``load``, without torch."""
+    from model.artifact import verify
+
+    assert verify(tiny_model_dir)["labels"]["stance"] == ["support", "oppose", "neutral"]
+    truncated = _copy(tiny_model_dir, tmp_path / "truncated")
+    weights = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(weights[: len(weights) - 100])
+    other = _copy(tiny_model_dir, tmp_path / "other")
+    config = json.loads((other / "encoder" / "config.json").read_text())
+    (other / "encoder" / "config.json").write_text(json.dumps({**config, "hidden_size": 2 * config["hidden_size"]}))
+    tokenizer = _copy(tiny_model_dir, tmp_path / "tokenizer")
+    (tokenizer / "encoder" / "tokenizer.json").write_text("{")
+    shape = r"weights do not fit the encoder config: .*stance_head.weight is \(3, 32\), the config needs \(3, 64\);.*"
+    for bad, why in ((truncated, ".+"), (other, shape), (tokenizer, ".+")):
+        with pytest.raises(ValueError, match=rf"^the model at {bad} cannot be loaded \({why}\); retrain with `make train`$"):
+            verify(bad)
+
+
 def test_inference_reads_max_length_from_the_saved_model(tiny_model, tokenizer, tmp_path):
     from training.store import save
 

@@ -1,0 +1,124 @@
+"""serving/batcher.py: the items of concurrent requests share one call of the model, each
+caller gets its own results, a lone request never waits, and a late item is shed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from serving.batcher import Batcher, Overloaded
+
+
+class Model:
+    """Records each call; the first call can be held until released, so requests pile up."""
+
+    def __init__(self, hold_first: bool = False):
+        self.calls: list[list] = []
+        self.release = threading.Event()
+        if not hold_first:
+            self.release.set()
+
+    def __call__(self, items: list) -> list:
+        self.calls.append(list(items))
+        self.release.wait(5)
+        if "boom" in items:
+            raise ValueError("boom")
+        return [f"result of {item}" for item in items]
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_a_lone_request_runs_at_once_alone():
+    model, sizes = Model(), []
+    batcher = Batcher(model, ThreadPoolExecutor(1), max_items=64, max_wait=30, on_batch=sizes.append)
+
+    async def go():
+        start = time.perf_counter()
+        result = await batcher(["a", "b"])
+        return result, time.perf_counter() - start
+
+    result, seconds = run(go())
+    assert result == ["result of a", "result of b"] and model.calls == [["a", "b"]] and sizes == [2]
+    assert seconds < 1
+
+
+def test_requests_that_arrive_while_the_model_works_share_the_next_call():
+    model = Model(hold_first=True)
+    batcher = Batcher(model, ThreadPoolExecutor(1), max_items=64, max_wait=30)
+
+    async def go():
+        first = asyncio.ensure_future(batcher(["first"]))
+        while not model.calls:  # the model is busy with the first request
+            await asyncio.sleep(0.01)
+        others = [asyncio.ensure_future(batcher([f"r{i}a", f"r{i}b"])) for i in range(5)]
+        await asyncio.sleep(0.05)
+        model.release.set()
+        return await first, await asyncio.gather(*others)
+
+    first, others = run(go())
+    assert first == ["result of first"]
+    assert others == [[f"result of r{i}a", f"result of r{i}b"] for i in range(5)]
+    assert model.calls == [["first"], [f"r{i}{x}" for i in range(5) for x in "ab"]]
+
+
+def test_a_batch_holds_at_most_max_items():
+    model = Model(hold_first=True)
+    batcher = Batcher(model, ThreadPoolExecutor(1), max_items=4, max_wait=30)
+
+    async def go():
+        first = asyncio.ensure_future(batcher(["first"]))
+        while not model.calls:
+            await asyncio.sleep(0.01)
+        rest = asyncio.ensure_future(batcher([str(i) for i in range(10)]))
+        await asyncio.sleep(0.05)
+        model.release.set()
+        return await first, await rest
+
+    _, rest = run(go())
+    assert rest == [f"result of {i}" for i in range(10)]
+    assert [len(c) for c in model.calls] == [1, 4, 4, 2]
+
+
+def test_an_error_fails_the_callers_of_that_batch_and_the_batcher_goes_on():
+    model = Model()
+    batcher = Batcher(model, ThreadPoolExecutor(1), max_items=64, max_wait=30)
+
+    async def go():
+        with pytest.raises(ValueError, match="boom"):
+            await batcher(["boom"])
+        return await batcher(["after"])
+
+    assert run(go()) == ["result of after"]
+
+
+def test_an_item_that_waited_too_long_is_shed_and_the_others_run():
+    model = Model(hold_first=True)
+    batcher = Batcher(model, ThreadPoolExecutor(1), max_items=64, max_wait=0.1)
+
+    async def go():
+        first = asyncio.ensure_future(batcher(["first"]))
+        while not model.calls:
+            await asyncio.sleep(0.01)
+        late = asyncio.ensure_future(batcher(["late"]))
+        await asyncio.sleep(0.3)  # the model is still busy: "late" has queued for 0.3 s
+        model.release.set()
+        await first
+        with pytest.raises(Overloaded, match="waited over 0.1 s in the queue"):
+            await late
+        return await batcher(["fresh"])
+
+    assert run(go()) == ["result of fresh"]
+    assert model.calls == [["first"], ["fresh"]]
+
+
+def test_a_new_event_loop_gets_a_working_batcher():
+    """An in-process test client may run each module on a loop of its own."""
+    batcher = Batcher(Model(), ThreadPoolExecutor(1), max_items=64, max_wait=30)
+    assert run(batcher(["one"])) == ["result of one"]
+    assert run(batcher(["two"])) == ["result of two"]
