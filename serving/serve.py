@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=os.environ.get("PORT") or "3000",
                         help="port to listen on (default: $PORT, else 3000)")
     parser.add_argument("--workers", type=int, default=os.environ.get("STANCE_WORKERS") or "1",
-                        help="model worker processes, each holding one copy of the model (default: $STANCE_WORKERS, else 1)")
+                        help="worker processes, each holding one copy of the model (default: $STANCE_WORKERS, else 1)")
     parser.add_argument("--threads", type=int, default=os.environ.get("STANCE_TORCH_THREADS") or None,
                         help="torch threads per worker (default: $STANCE_TORCH_THREADS, else CPU cores / workers)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default=os.environ.get("STANCE_PRECISION", "auto"),
