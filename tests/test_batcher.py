@@ -34,6 +34,19 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
+async def while_busy(batcher, model: Model, requests: list[list], queued_for: float = 0.05):
+    """Send ["first"], then ``requests`` while the model still works on it; release the model
+    after ``queued_for`` seconds. Returns the tasks of ``requests``."""
+    first = asyncio.ensure_future(batcher(["first"]))
+    while not model.calls:
+        await asyncio.sleep(0.01)
+    tasks = [asyncio.ensure_future(batcher(items)) for items in requests]
+    await asyncio.sleep(queued_for)
+    model.release.set()
+    assert await first == ["result of first"]
+    return tasks
+
+
 def test_a_lone_request_runs_at_once_alone():
     model, sizes = Model(), []
     batcher = Batcher(model, ThreadPoolExecutor(1), max_items=64, max_wait=30, on_batch=sizes.append)
@@ -53,16 +66,9 @@ def test_requests_that_arrive_while_the_model_works_share_the_next_call():
     batcher = Batcher(model, ThreadPoolExecutor(1), max_items=64, max_wait=30)
 
     async def go():
-        first = asyncio.ensure_future(batcher(["first"]))
-        while not model.calls:  # the model is busy with the first request
-            await asyncio.sleep(0.01)
-        others = [asyncio.ensure_future(batcher([f"r{i}a", f"r{i}b"])) for i in range(5)]
-        await asyncio.sleep(0.05)
-        model.release.set()
-        return await first, await asyncio.gather(*others)
+        return await asyncio.gather(*await while_busy(batcher, model, [[f"r{i}a", f"r{i}b"] for i in range(5)]))
 
-    first, others = run(go())
-    assert first == ["result of first"]
+    others = run(go())
     assert others == [[f"result of r{i}a", f"result of r{i}b"] for i in range(5)]
     assert model.calls == [["first"], [f"r{i}{x}" for i in range(5) for x in "ab"]]
 
@@ -72,15 +78,9 @@ def test_a_batch_holds_at_most_max_items():
     batcher = Batcher(model, ThreadPoolExecutor(1), max_items=4, max_wait=30)
 
     async def go():
-        first = asyncio.ensure_future(batcher(["first"]))
-        while not model.calls:
-            await asyncio.sleep(0.01)
-        rest = asyncio.ensure_future(batcher([str(i) for i in range(10)]))
-        await asyncio.sleep(0.05)
-        model.release.set()
-        return await first, await rest
+        return await (await while_busy(batcher, model, [[str(i) for i in range(10)]]))[0]
 
-    _, rest = run(go())
+    rest = run(go())
     assert rest == [f"result of {i}" for i in range(10)]
     assert [len(c) for c in model.calls] == [1, 4, 4, 2]
 
@@ -102,13 +102,7 @@ def test_an_item_that_waited_too_long_is_shed_and_the_others_run():
     batcher = Batcher(model, ThreadPoolExecutor(1), max_items=64, max_wait=0.1)
 
     async def go():
-        first = asyncio.ensure_future(batcher(["first"]))
-        while not model.calls:
-            await asyncio.sleep(0.01)
-        late = asyncio.ensure_future(batcher(["late"]))
-        await asyncio.sleep(0.3)  # the model is still busy: "late" has queued for 0.3 s
-        model.release.set()
-        await first
+        late, = await while_busy(batcher, model, [["late"]], queued_for=0.3)  # queued 0.3 s behind "first"
         with pytest.raises(Overloaded, match="waited over 0.1 s in the queue"):
             await late
         return await batcher(["fresh"])
