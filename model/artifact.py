@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model.actors import REGISTRY_PATH, Registry, parse_registry
 from model.labels import SENTIMENT, STANCE
 
 REGISTRY_FILE = "actors.yaml"
 ONNX_FILE = "encoder.onnx"  # written by model/onnx_encoder.py
+
+if TYPE_CHECKING:
+    from model.network import StanceSentimentModel
 
 
 class LabelMismatchError(RuntimeError):
@@ -71,7 +75,7 @@ def read_registry(path: str | Path, meta: dict) -> Registry:
     return code
 
 
-def save(model, tokenizer, meta: dict, path: str | Path, registry_text: str,
+def save(model: StanceSentimentModel, tokenizer, meta: dict, path: str | Path, registry_text: str,
          checks: dict | None = None) -> None:
     """Write the model folder. ``checks`` (the precision and ONNX checks, model/checks.py)
     go into meta.json."""
@@ -87,7 +91,7 @@ def save(model, tokenizer, meta: dict, path: str | Path, registry_text: str,
     (path / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
 
 
-def load(path: str | Path) -> tuple["StanceSentimentModel", object, dict, Registry]:  # noqa: F821
+def load(path: str | Path) -> tuple[StanceSentimentModel, object, dict, Registry]:
     """(fp32 model, tokenizer, meta, registry) of a saved model folder."""
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
