@@ -115,11 +115,24 @@ def test_a_20_mb_body_is_refused_at_once_without_growing_the_worker(server):
     assert server.get("/readyz").status_code == 200
 
 
+def _batch_items(client) -> tuple[float, float]:
+    """(forward passes, items) so far, from the service's stance_batch_items histogram."""
+    values = {"count": 0.0, "sum": 0.0}
+    for line in client.get("/metrics").text.splitlines():
+        for key in values:
+            if line.startswith(f"stance_batch_items_{key}"):
+                values[key] += float(line.rsplit(" ", 1)[1])
+    return values["count"], values["sum"]
+
+
 def test_bentoml_endpoints(server):
     assert server.get("/healthz").status_code == 200
     metrics = server.get("/metrics")
     assert metrics.status_code == 200
     assert "bentoml_service_request_total" in metrics.text
+    passes, items = _batch_items(server)
+    assert server.post("/classify_batch", json={"items": [{"sentence": "Lavrov praised the talks."}] * 3}).status_code == 200
+    assert _batch_items(server) == (passes + 1, items + 3)  # one forward pass for the three items
     assert {"/classify", "/classify_batch"} <= set(server.get("/docs.json").json()["paths"])
 
 
