@@ -170,8 +170,7 @@ def main(argv=None) -> int:
         input_path, out = Path(tmp) / "input.jsonl", Path(tmp) / "scored.csv"
         sentences, n_pairs = build_input(input_path, args.min_pairs)
         auto = Predictor.from_store(tag, batch_size=args.batch_size)  # what `stance score` loads
-        passed = {p: bool(c.get("passed")) for p, c in auto.meta.get("precision_checks", {}).items()}
-        auto_precision = precisions.resolve("auto", passed)[0]
+        auto_precision = precisions.resolve("auto", precisions.passed_checks(auto.meta))[0]
         print(f"model {tag} ({what}); {len(sentences)} sentences, {n_pairs} pairs; batch size {args.batch_size}; "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.repeats} rounds")
         print(f"stance score's auto choice: {auto.choice}\n")

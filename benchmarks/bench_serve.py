@@ -274,10 +274,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     # The server's setting (model/runtime.py), set before torch loads, so the raw model runs alike.
-    from model.runtime import OPENMP
+    from model.runtime import OPENMP, defaults
 
-    for key, value in OPENMP.items():
-        os.environ.setdefault(key, value)
+    defaults(OPENMP)
 
     import torch
 

@@ -43,6 +43,11 @@ def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     return line.partition(":")[2].strip() or "unknown CPU"
 
 
+def passed_checks(meta: dict) -> dict[str, bool]:
+    """Which precisions matched fp32's labels when the model was saved (its meta.json)."""
+    return {p: bool(c.get("passed")) for p, c in meta.get("precision_checks", {}).items()}
+
+
 def resolve(precision: str, passed: dict[str, bool], flags: set[str] | None = None) -> tuple[str, str]:
     """(the precision to run, why). ``passed`` says which precisions matched fp32's labels
     when the model was saved; an unchecked or failed precision is refused when asked for."""

@@ -85,8 +85,7 @@ class Predictor:
         if backend not in precisions.BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(precisions.BACKENDS)}, not {backend!r}")
         model, tokenizer, meta, registry = artifact.load(path)
-        passed = {p: bool(c.get("passed")) for p, c in meta.get("precision_checks", {}).items()}
-        chosen, why = precisions.resolve(precision, passed)
+        chosen, why = precisions.resolve(precision, precisions.passed_checks(meta))
         base = cls(model, tokenizer, meta, tag, registry, batch_size, source=Path(path))
         predictor = base.with_parts(precisions.convert(model, chosen), choice=f"{why}; PyTorch")
         if backend == "onnx" or (backend == "auto" and chosen == "fp32" and artifact.has_onnx(path)):

@@ -9,7 +9,7 @@ would start its own thread pool in every process next to torch's; one pool is en
 from __future__ import annotations
 
 import os
-from typing import MutableMapping
+from typing import Mapping, MutableMapping
 
 ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -28,8 +28,13 @@ ENV = {
 OPENMP = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
 
 
-def offline(env: MutableMapping[str, str] = os.environ) -> MutableMapping[str, str]:
-    """Set ENV in ``env`` (the process's own by default) where not set already; return it."""
-    for key, value in ENV.items():
+def defaults(values: Mapping[str, str], env: MutableMapping[str, str] = os.environ) -> MutableMapping[str, str]:
+    """Set ``values`` in ``env`` (the process's own by default) where not set already; return it."""
+    for key, value in values.items():
         env.setdefault(key, value)
     return env
+
+
+def offline(env: MutableMapping[str, str] = os.environ) -> MutableMapping[str, str]:
+    """Set ENV in ``env`` where not set already; return it."""
+    return defaults(ENV, env)

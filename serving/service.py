@@ -83,10 +83,9 @@ class StanceClassifier:
                                on_batch=batch_items_metric().observe)
 
     def _load(self):
-        from model.runtime import OPENMP
+        from model.runtime import OPENMP, defaults
 
-        for key, value in OPENMP.items():  # before torch starts OpenMP, also under `bentoml serve`
-            os.environ.setdefault(key, value)
+        defaults(OPENMP)  # before torch starts OpenMP, also under a bare `bentoml serve`
         import torch
 
         from model.predictor import Predictor
