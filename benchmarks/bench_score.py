@@ -17,7 +17,8 @@ Methods, run in turn for --repeats rounds (each round times every method once):
    predict, write the CSV.
 2. raw forward passes alone (``Predictor.probabilities`` on every pair and sentence: the
    forward work the CLI needs, nothing around it): fp32 PyTorch; fp32 ONNX Runtime; bf16
-   PyTorch; and, with --int8, dynamic int8.
+   PyTorch; and, with --int8, dynamic int8 (PyTorch encoders traced, as ``Predictor.load``
+   runs them: model/traced.py).
 3. ``transformers.pipeline("text-classification")`` on the same encoder and inputs (a BERT
    sequence classifier built from the saved encoder: a speed yardstick, not a labeller).
 
@@ -177,9 +178,9 @@ def main(argv=None) -> int:
         fp32 = Predictor.from_store(tag, batch_size=args.batch_size, precision="fp32", backend="torch")
         predictors = {"raw forward, fp32 PyTorch": fp32,
                       "raw forward, fp32 ONNX Runtime": fp32.with_parts(encoder=OnnxEncoder(model_path / FILE)),
-                      "raw forward, bf16 PyTorch": fp32.with_parts(precisions.convert(fp32.model, "bf16"))}
+                      "raw forward, bf16 PyTorch": fp32.with_parts(precisions.convert(fp32.model, "bf16")).traced()}
         if args.int8:
-            predictors["raw forward, int8 PyTorch"] = fp32.with_parts(precisions.convert(fp32.model, "int8"))
+            predictors["raw forward, int8 PyTorch"] = fp32.with_parts(precisions.convert(fp32.model, "int8")).traced()
         # The pairs the CLI scores: every registry actor of every sentence (detection not timed here).
         rows = [(t.actor, s, t.span) for s in sentences for t in fp32.targets(Item(s))]
         assert len(rows) == n_pairs, (len(rows), n_pairs)

@@ -87,7 +87,7 @@ class Predictor:
         model, tokenizer, meta, registry = artifact.load(path)
         chosen, why = precisions.resolve(precision, precisions.passed_checks(meta))
         base = cls(model, tokenizer, meta, tag, registry, batch_size, source=Path(path))
-        predictor = base.with_parts(precisions.convert(model, chosen), choice=f"{why}; PyTorch")
+        predictor = base.with_parts(precisions.convert(model, chosen), choice=f"{why}; PyTorch").traced()
         if backend == "onnx" or (backend == "auto" and chosen == "fp32" and artifact.has_onnx(path)):
             from model.onnx_encoder import FILE, OnnxEncoder
 
@@ -101,6 +101,15 @@ class Predictor:
                     f"{faster.choice} (measured at load: PyTorch {t_torch * 1000:.0f} ms, ONNX Runtime {t_onnx * 1000:.0f} ms)"))
         log.info("stance model %s: %s", tag, predictor.choice)
         return predictor
+
+    def traced(self) -> "Predictor":
+        """This predictor with its PyTorch encoder run as a frozen TorchScript graph
+        (model/traced.py), or as it is if the graph's hidden states differ on the probes."""
+        from model import traced
+
+        probe = encode_sentences(self.tokenizer, [p.sentence for p in PROBES[:4]], self.max_length).tensors
+        encoder = traced.trace(self.model, probe)
+        return self.with_parts(encoder=encoder, choice=f"{self.choice}, traced") if encoder else self
 
     @classmethod
     def from_store(cls, tag: str = "stance_classifier:latest", **kwargs) -> "Predictor":

@@ -64,7 +64,9 @@ def _unavailable(problem: str) -> JSONResponse:
     # why): batching then fills one forward pass, and the model is loaded once.
     workers=1,
     traffic={"timeout": 60},
-    resources={"cpu": "2", "memory": "1Gi"},  # worker peak 865 MiB under load (benchmarks/README.md)
+    # Worker peak under load: 872 MiB on an AMD EPYC, 1,024 MiB on an Intel Xeon with AMX (oneDNN
+    # keeps kernels per input shape; benchmarks/README.md), so 1Gi would leave no headroom.
+    resources={"cpu": "2", "memory": "1536Mi"},
     labels={"project": "riyadh-stance", "task": "stance+sentiment"},
 )
 class StanceClassifier:

@@ -102,7 +102,7 @@ def test_ray_output_equals_local_row_for_row(ray_local, score, mixed_inputs, tmp
     assert "warning: skipped a.jsonl:3: malformed JSON (Expecting property name enclosed in double quotes at column 2)" \
            in lines
     # --precision reaches the actors, and their choice is said in one line.
-    assert [line for line in lines if line.startswith("model ")] == [f"model {tiny_store} on Ray: fp32, as asked; PyTorch"]
+    assert [line for line in lines if line.startswith("model ")] == [f"model {tiny_store} on Ray: fp32, as asked; PyTorch, traced"]
     assert "wrote 74 rows" in result.stderr and "on Ray, 2 workers" in result.stderr
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file or folder left
     import pyarrow.parquet as pq

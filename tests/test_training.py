@@ -243,7 +243,7 @@ def test_onnx_backend_gives_the_pytorch_results(tiny_model_dir):
     meta = json.loads((tiny_model_dir / "meta.json").read_text())
     assert 0 <= meta["onnx_max_prob_diff"] <= ONNX_TOLERANCE  # checked when it was saved
     fast, slow = Predictor.load(tiny_model_dir, backend="onnx", precision="fp32"), Predictor.load(tiny_model_dir, backend="torch", precision="fp32")
-    assert isinstance(fast.encoder, OnnxEncoder) and slow.encoder is None
+    assert isinstance(fast.encoder, OnnxEncoder) and slow.choice.endswith("PyTorch, traced")
     # Other lengths and batch sizes than the export's probe: the axes are dynamic.
     items = [Item("Kyiv condemned the talks, while Moscow welcomed them."), Item("No one is named here."),
              Item(" ".join(["Lavrov said the talks went well."] * 30)), Item("Sánchez hailed them.", actor="Pedro Sánchez")]
@@ -251,6 +251,36 @@ def test_onnx_backend_gives_the_pytorch_results(tiny_model_dir):
         np.testing.assert_allclose(list(a["sentiment_probs"].values()), list(b["sentiment_probs"].values()), atol=ONNX_TOLERANCE)
         for x, y in zip(a["actors"], b["actors"], strict=True):
             np.testing.assert_allclose(list(x["stance_probs"].values()), list(y["stance_probs"].values()), atol=ONNX_TOLERANCE)
+
+
+def test_traced_encoder_gives_the_eager_results_at_any_shape(tiny_model_dir):
+    traced = Predictor.load(tiny_model_dir, precision="fp32", backend="torch")
+    eager = traced.with_parts(encoder=None, choice="eager")
+    assert traced.encoder is not None and traced.choice.endswith(", traced")
+    # Other lengths and batch sizes than the probe the graph was traced on.
+    items = [Item("Kyiv condemned the talks, while Moscow welcomed them."), Item("No one is named here."),
+             Item(" ".join(["Lavrov said the talks went well."] * 30))]
+    for a, b in zip(traced.predict(items), eager.predict(items), strict=True):
+        np.testing.assert_allclose(list(a["sentiment_probs"].values()), list(b["sentiment_probs"].values()), atol=1e-4)
+        for x, y in zip(a["actors"], b["actors"], strict=True):
+            np.testing.assert_allclose(list(x["stance_probs"].values()), list(y["stance_probs"].values()), atol=1e-4)
+
+
+def test_a_trace_that_froze_a_shape_is_refused(tiny_model, tokenizer):
+    from model import traced
+    from model.encoding import encode_sentences
+
+    class ShapeBound(torch.nn.Module):  # float() of a size becomes a constant in the trace
+        def __init__(self):
+            super().__init__()
+            self.inner = tiny_model
+
+        def encode(self, batch):
+            return self.inner.encode(batch) * float(batch["input_ids"].shape[1])
+
+    probe = encode_sentences(tokenizer, ["Lavrov praised the talks.", "Kyiv was not invited to them."], 64).tensors
+    assert traced.trace(tiny_model, probe) is not None
+    assert traced.trace(ShapeBound(), probe) is None
 
 
 def test_auto_backend_times_both_at_load_for_fp32(tiny_model_dir):
