@@ -40,6 +40,22 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
+# The encoder's tensor inputs, in the order of EncoderOnly's arguments.
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class EncoderOnly(nn.Module):
+    """``model.encode`` with tensors as positional arguments, as the ONNX export and the
+    TorchScript trace need (model/onnx_encoder.py, model/traced.py)."""
+
+    def __init__(self, model: "StanceSentimentModel"):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.model.encode(dict(zip(ENCODER_INPUTS, (input_ids, attention_mask, token_type_ids))))
+
+
 @dataclass
 class Output:
     """Logits of either head (None where that input was not given), and the features the

@@ -17,17 +17,7 @@ import numpy as np
 import torch
 
 from model.artifact import ONNX_FILE as FILE
-
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-class _Encoder(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        return self.model.encode({"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids})
+from model.network import ENCODER_INPUTS as INPUTS, EncoderOnly
 
 
 def export(model, tokenizer, path: str | Path) -> Path:
@@ -40,7 +30,7 @@ def export(model, tokenizer, path: str | Path) -> Path:
         # The TorchScript exporter is deprecated in favour of torch.export, which needs one
         # more package (onnxscript) and took 6× longer here for the same graph.
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Encoder(model).eval(), tuple(probe[k] for k in INPUTS), str(path), input_names=list(INPUTS),
+        torch.onnx.export(EncoderOnly(model).eval(), tuple(probe[k] for k in INPUTS), str(path), input_names=list(INPUTS),
                           output_names=["hidden"], dynamic_axes=axes, opset_version=17, dynamo=False)
     return path
 

@@ -14,16 +14,7 @@ from typing import Callable
 
 import torch
 
-KEYS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-class _Encode(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        return self.model.encode({"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids})
+from model.network import ENCODER_INPUTS as KEYS, EncoderOnly
 
 
 def trace(model, probe: dict) -> Callable[[dict], torch.Tensor] | None:
@@ -32,7 +23,7 @@ def trace(model, probe: dict) -> Callable[[dict], torch.Tensor] | None:
     args = tuple(probe[k] for k in KEYS)
     with torch.no_grad():
         try:
-            graph = torch.jit.freeze(torch.jit.trace(_Encode(model).eval(), args, check_trace=False))
+            graph = torch.jit.freeze(torch.jit.trace(EncoderOnly(model).eval(), args, check_trace=False))
         except Exception:  # noqa: BLE001 - an encoder TorchScript cannot trace still runs eager
             return None
         # Trace on one shape, check on another: a size frozen into the graph would show here.
