@@ -18,9 +18,12 @@ from typing import Callable
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, BertConfig
 
 from model.labels import SENTIMENT, STANCE
+from model.runtime import transformers_without_sklearn
+
+transformers_without_sklearn()  # before the model classes below load (why: model/runtime.py)
+from transformers import AutoConfig, AutoModel, BertConfig  # noqa: E402
 
 
 def default_encoder_path() -> str:

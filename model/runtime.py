@@ -38,3 +38,18 @@ def defaults(values: Mapping[str, str], env: MutableMapping[str, str] = os.envir
 def offline(env: MutableMapping[str, str] = os.environ) -> MutableMapping[str, str]:
     """Set ENV in ``env`` where not set already; return it."""
     return defaults(ENV, env)
+
+
+def transformers_without_sklearn() -> None:
+    """Keep transformers from importing scikit-learn and scipy. Whenever they are installed (they
+    are: evaluation uses them), loading a transformers model imports scikit-learn, and with it
+    pandas and pyarrow, for assisted text generation, and scipy for object-detection losses:
+    features this model never uses, which cost 150 MiB of resident memory and a second of
+    start-up in every process that loads the model (the service worker included). The project's
+    own imports of them are unaffected. Call before the first transformers model class loads; a
+    transformers without these flags is left as it is."""
+    from transformers.utils import import_utils
+
+    for flag in ("_sklearn_available", "_scipy_available"):
+        if hasattr(import_utils, flag):
+            setattr(import_utils, flag, False)

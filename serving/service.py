@@ -64,8 +64,9 @@ def _unavailable(problem: str) -> JSONResponse:
     # why): batching then fills one forward pass, and the model is loaded once.
     workers=1,
     traffic={"timeout": 60},
-    # Worker peak under load: 872 MiB on an AMD EPYC, 1,024 MiB on an Intel Xeon with AMX (oneDNN
-    # keeps kernels per input shape; benchmarks/README.md), so 1Gi would leave no headroom.
+    # Worker peak under load (`make bench-serve`): 716 MiB on an AMD EPYC; 1,024 MiB on an Intel Xeon
+    # with AMX (oneDNN keeps kernels per input shape) before the model stopped loading scikit-learn
+    # (model/runtime.py: 170 MiB less on the EPYC), not measured there since; 1Gi is too tight.
     resources={"cpu": "2", "memory": "1536Mi"},
     labels={"project": "riyadh-stance", "task": "stance+sentiment"},
 )

@@ -283,6 +283,23 @@ def test_a_trace_that_froze_a_shape_is_refused(tiny_model, tokenizer):
     assert traced.trace(ShapeBound(), probe) is None
 
 
+def test_loading_and_using_a_model_imports_neither_scikit_learn_nor_scipy(tiny_model_dir):
+    """transformers would import them (150 MiB of the service worker) for features the model
+    never uses (model/runtime.py); a fresh process, since this one has them for evaluation."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    code = ("import sys; from model.predictor import Predictor; "
+            f"p = Predictor.load({str(tiny_model_dir)!r}, precision='fp32', backend='torch'); "
+            "p.predict(['Lavrov praised the talks in Riyadh.']); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'pandas', 'pyarrow'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_auto_backend_times_both_at_load_for_fp32(tiny_model_dir):
     p = Predictor.load(tiny_model_dir, precision="fp32", backend="auto")
     assert "measured at load: PyTorch" in p.choice and "ms, ONNX Runtime" in p.choice
