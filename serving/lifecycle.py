@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+import weakref
 
 DRAIN_SECONDS = 2.0
 GRACE_SECONDS = 5.0
@@ -23,6 +24,17 @@ class Lifecycle:
     def __init__(self) -> None:
         self.stopping = threading.Event()
         self.installed = False
+        # Per event loop, a future that completes on stop(): requests in flight wait on it and on
+        # their call at once, rather than waking every 0.1 s to look (at 32 clients that polling
+        # was a tenth of the event loop's CPU, taken from the model on 2 cores).
+        self.stopped: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future] = weakref.WeakKeyDictionary()
+
+    def stop(self) -> None:
+        """Start the drain: new requests get 503s, calls in flight have GRACE_SECONDS left."""
+        self.stopping.set()
+        for loop, stopped in list(self.stopped.items()):
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(lambda f=stopped: f.done() or f.set_result(None))
 
     def install(self) -> None:
         """Put the drain in front of the SIGTERM handler already installed (uvicorn's). Call it
@@ -33,7 +45,7 @@ class Lifecycle:
 
         def on_term(signum, frame) -> None:
             if not self.stopping.is_set():
-                self.stopping.set()
+                self.stop()
                 if callable(previous):
                     threading.Timer(DRAIN_SECONDS, previous, (signum, frame)).start()
 
@@ -42,15 +54,19 @@ class Lifecycle:
 
     async def within_grace(self, call) -> tuple[bool, object]:
         """(True, result) of awaiting ``call``; (False, None) if the server is stopping and the
-        call has not finished GRACE_SECONDS after that was noticed."""
+        call has not finished GRACE_SECONDS after stop()."""
         task = asyncio.ensure_future(call)
-        while not task.done():
-            await asyncio.wait({task}, timeout=0.1)
-            if self.stopping.is_set() and not task.done():
-                done, _ = await asyncio.wait({task}, timeout=GRACE_SECONDS)
-                if not done:
-                    task.cancel()
-                    return False, None
+        if not self.stopping.is_set():
+            loop = asyncio.get_running_loop()
+            stopped = self.stopped.get(loop)
+            if stopped is None:
+                stopped = self.stopped[loop] = loop.create_future()
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            done, _ = await asyncio.wait({task}, timeout=GRACE_SECONDS)
+            if not done:
+                task.cancel()
+                return False, None
         return True, task.result()
 
 

@@ -389,3 +389,26 @@ def test_a_call_still_running_after_the_grace_is_given_up(monkeypatch):
         return quick, slow
 
     assert asyncio.run(run()) == ((True, "done"), (False, None))
+
+
+def test_calls_in_flight_when_the_server_stops_get_the_grace_and_no_more(monkeypatch):
+    import asyncio
+    import time
+
+    from serving import lifecycle
+
+    monkeypatch.setattr(lifecycle, "GRACE_SECONDS", 0.3)
+    state = lifecycle.Lifecycle()
+
+    async def run():
+        quick = asyncio.ensure_future(state.within_grace(asyncio.sleep(0.4, result="done")))
+        slow = asyncio.ensure_future(state.within_grace(asyncio.sleep(30, result="too late")))
+        await asyncio.sleep(0.2)
+        start = time.monotonic()
+        state.stop()  # what SIGTERM calls, while both are waiting
+        results = await asyncio.gather(quick, slow)
+        return results, time.monotonic() - start
+
+    results, waited = asyncio.run(run())
+    assert results == [(True, "done"), (False, None)]
+    assert 0.3 <= waited < 1.0  # the slow one was cut at the grace, not at its own end
