@@ -12,7 +12,9 @@
 4. Bounded concurrent clients (default 32) POST /classify for --duration seconds, then two
    clients POST /classify_batch with 32 items each: throughput, p50/p95/p99 latency,
    errors, and the mean items per forward pass (what batching merged, from the
-   service's /metrics) per phase; the peak RSS of the worker processes.
+   service's /metrics) per phase; the peak RSS of the worker processes. At 32 clients, where
+   the CPU went per request: the model's threads (against the raw forward's CPU per sentence),
+   the server's event loop, and this process's clients, which share the cores.
 5. Evidence, concurrency 1, paired (run right after phase 3): each sentence goes to POST
    /classify without, then with "explain": true, for --explain-seconds; the latency of both and
    what one explanation costs (forward rows per sentence, model/explain.py). Phases 3 and 4
@@ -59,13 +61,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 # -- 1. the raw model ---------------------------------------------------------------------------
-def raw_batched(predictor, items: list, seconds: float) -> float:
-    """Sentences per second of predict(all items): the Predictor's own batching, no server."""
-    done, start = 0, time.perf_counter()
+def raw_batched(predictor, items: list, seconds: float) -> tuple[float, float]:
+    """(sentences per second, ms of CPU per sentence) of predict(all items): the Predictor's own
+    batching, no server."""
+    done, start, cpu = 0, time.perf_counter(), time.process_time()
     while done == 0 or time.perf_counter() - start < seconds:
         predictor.predict(items)
         done += len(items)
-    return done / (time.perf_counter() - start)
+    return done / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / done
 
 
 def paired_single(predictor, items: list, url: str, seconds: float, block: int = 20) -> tuple[dict, list[float]]:
@@ -148,6 +151,30 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def workers(pid: int) -> list:
+    """The BentoML worker processes under the server ``pid`` (psutil.Process objects)."""
+    import psutil
+
+    return [p for p in psutil.Process(pid).children(recursive=True) if "_bentoml_impl.worker" in " ".join(p.cmdline())]
+
+
+def cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the workers' event-loop threads (a worker's main thread runs its
+    event loop: HTTP, validation, batching), of their other threads (the model's), and of this
+    process (the benchmark's clients)."""
+    import psutil
+
+    loop = model = 0.0
+    for worker in workers(server_pid):
+        for t in worker.threads():
+            if t.id == worker.pid:
+                loop += t.user_time + t.system_time
+            else:
+                model += t.user_time + t.system_time
+    own = psutil.Process().cpu_times()
+    return {"event_loop": loop, "model_threads": model, "client": own.user + own.system}
+
+
 class RssSampler(threading.Thread):
     """Peak resident memory of the BentoML worker processes, sampled every 0.25 s."""
 
@@ -159,9 +186,7 @@ class RssSampler(threading.Thread):
         import psutil
 
         try:
-            procs = psutil.Process(self.pid).children(recursive=True)
-            workers = [p for p in procs if "_bentoml_impl.worker" in " ".join(p.cmdline())]
-            return max((p.memory_info().rss for p in workers), default=0)
+            return max((p.memory_info().rss for p in workers(self.pid)), default=0)
         except psutil.Error:
             return 0
 
@@ -297,7 +322,8 @@ def main(argv=None) -> int:
           f"BENTOML_HOME={os.environ.get('BENTOML_HOME', '~/bentoml')}; {os.cpu_count()} CPUs, "
           f"{torch.get_num_threads()} torch threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}; "
           f"load average {os.getloadavg()[0]:.1f} before the run")
-    batched = [raw_batched(predictor, items, args.raw_seconds)]
+    rate, cpu = raw_batched(predictor, items, args.raw_seconds)
+    batched, raw_cpu = [rate], [cpu]
     print(f"raw model, batched forward: {batched[0]:.1f} sentences/s (Predictor batch size {predictor.batch_size})")
 
     port = free_port()
@@ -322,7 +348,10 @@ def main(argv=None) -> int:
             if c == 1:
                 phase, raw_single = paired_single(predictor, items, url, args.duration)
             else:
+                cpu = cpu_seconds(proc.pid)
                 phase = asyncio.run(drive(url, "/classify", single, 1, c, args.duration))
+                phase["cpu_ms_per_request"] = {k: 1000 * (v - cpu[k]) / max(1, phase["requests"])
+                                               for k, v in cpu_seconds(proc.pid).items()}
             phase["items_per_forward"] = items_per_forward(before, forward_passes(url))
             phases.append(phase)
             print(f"  /classify c={c}: {phase['per_s']:.1f}/s, p50 {phase['p50_ms']:.1f} ms, errors {phase['errors'] or 0}")
@@ -338,8 +367,11 @@ def main(argv=None) -> int:
     finally:
         sampler.stopped.set()
         stop_server(proc)
-    batched.append(raw_batched(predictor, items, args.raw_seconds))
+    rate, cpu = raw_batched(predictor, items, args.raw_seconds)
+    batched.append(rate)
+    raw_cpu.append(cpu)
     raw = {"tag": predictor.tag, "batched_per_s": statistics.mean(batched), "batched_runs": batched,
+           "batched_cpu_ms_per_sentence": statistics.mean(raw_cpu),
            "single_p50_ms": 1000 * statistics.median(raw_single) if raw_single else float("nan")}
 
     paired = [p for p in phases if p.get("explain_pair")]
@@ -356,6 +388,12 @@ def main(argv=None) -> int:
         print(f"{name:<26}{p['per_s']:>12.1f}{p['p50_ms']:>9.1f}{p['p95_ms']:>9.1f}{p['p99_ms']:>9.1f}{p['requests']:>10}"
               f"{p['items_per_forward']:>10.1f}  {sum(p['errors'].values())} {p['errors'] or ''}")
     print("(per pass: mean items per forward pass in the server, i.e. what batching merged)")
+    for p in phases:
+        if "cpu_ms_per_request" in p:  # where the cores went: the model shares them with HTTP and the clients
+            cpu = p["cpu_ms_per_request"]
+            print(f"CPU per request at c={p['concurrency']}: model threads {cpu['model_threads']:.1f} ms "
+                  f"(raw batched forward: {raw['batched_cpu_ms_per_sentence']:.1f} ms per sentence), server event loop "
+                  f"{cpu['event_loop']:.1f} ms, benchmark clients {cpu['client']:.1f} ms")
     if paired:
         plain, explained = paired
         raw["explain_rows_per_sentence"] = explain_rows(predictor, items)
