@@ -87,7 +87,8 @@ class Predictor:
         model, tokenizer, meta, registry = artifact.load(path)
         chosen, why = precisions.resolve(precision, precisions.passed_checks(meta))
         base = cls(model, tokenizer, meta, tag, registry, batch_size, source=Path(path))
-        predictor = base.with_parts(precisions.convert(model, chosen), choice=f"{why}; PyTorch").traced()
+        # ONNX as asked needs no PyTorch encoder: converting and tracing one would be thrown away.
+        predictor = None if backend == "onnx" else base.with_parts(precisions.convert(model, chosen), choice=f"{why}; PyTorch").traced()
         if backend == "onnx" or (backend == "auto" and chosen == "fp32" and artifact.has_onnx(path)):
             from model.onnx_encoder import FILE, OnnxEncoder
 

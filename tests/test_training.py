@@ -284,7 +284,7 @@ def test_a_trace_that_froze_a_shape_is_refused(tiny_model, tokenizer):
 
 
 def test_loading_and_using_a_model_imports_neither_scikit_learn_nor_scipy(tiny_model_dir):
-    """transformers would import them (150 MiB of the service worker) for features the model
+    """transformers would import them (135-170 MiB of the service worker) for features the model
     never uses (model/runtime.py); a fresh process, since this one has them for evaluation."""
     import subprocess
     import sys
