@@ -116,3 +116,64 @@ def test_a_new_event_loop_gets_a_working_batcher():
     batcher = Batcher(Model(), ThreadPoolExecutor(1), max_items=64, max_wait=30)
     assert run(batcher(["one"])) == ["result of one"]
     assert run(batcher(["two"])) == ["result of two"]
+
+
+def test_the_next_batch_starts_while_the_event_loop_is_busy():
+    """The model's thread takes the next batch itself: under load the event loop is busy
+    writing responses, and a model that waited for it sat idle."""
+    model = Model(hold_first=True)
+    batcher = Batcher(model, ThreadPoolExecutor(1), max_items=64, max_wait=30)
+
+    async def go():
+        first = asyncio.ensure_future(batcher(["first"]))
+        while not model.calls:
+            await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(batcher(["second"]))
+        await asyncio.sleep(0.05)  # "second" is queued
+        model.release.set()
+        time.sleep(0.5)  # the event loop is blocked, as by a burst of responses to write
+        ran_meanwhile = list(model.calls)
+        return ran_meanwhile, await first, await second
+
+    ran_meanwhile, first, second = run(go())
+    assert ran_meanwhile == [["first"], ["second"]]
+    assert (first, second) == (["result of first"], ["result of second"])
+
+
+def test_other_work_on_the_executor_takes_its_turn_between_batches():
+    """Explanations share the model's one thread: a steady stream of batches must not starve them."""
+    model = Model(hold_first=True)
+    executor = ThreadPoolExecutor(1)
+    batcher = Batcher(model, executor, max_items=64, max_wait=30)
+
+    async def go():
+        first = asyncio.ensure_future(batcher(["first"]))
+        while not model.calls:
+            await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(batcher(["second"]))
+        await asyncio.sleep(0.05)
+        other = asyncio.wrap_future(executor.submit(model.calls.append, ["other"]))
+        model.release.set()
+        await asyncio.gather(first, second, other)
+
+    run(go())
+    assert model.calls == [["first"], ["other"], ["second"]]
+
+
+def test_a_caller_that_went_away_is_left_out_of_the_batch():
+    model = Model(hold_first=True)
+    batcher = Batcher(model, ThreadPoolExecutor(1), max_items=64, max_wait=30)
+
+    async def go():
+        first = asyncio.ensure_future(batcher(["first"]))
+        while not model.calls:
+            await asyncio.sleep(0.01)
+        gone = asyncio.ensure_future(batcher(["gone"]))
+        stays = asyncio.ensure_future(batcher(["stays"]))
+        await asyncio.sleep(0.05)
+        gone.cancel()  # a client that disconnected
+        model.release.set()
+        return await first, await stays
+
+    assert run(go()) == (["result of first"], ["result of stays"])
+    assert model.calls == [["first"], ["stays"]]
