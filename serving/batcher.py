@@ -82,9 +82,9 @@ class Batcher:
                 results = [e] * len(batch)
             outcomes += [(f, result) for (_, f), result in zip(batch, results)]
         _settle(outcomes)
-        with self.lock:
-            self.scheduled = bool(self.queue)
-        if self.scheduled:
+        with self.lock:  # read under the lock: a caller may schedule the moment it is released
+            self.scheduled = more = bool(self.queue)
+        if more:
             self._schedule()
 
 
