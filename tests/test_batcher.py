@@ -34,14 +34,20 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
-async def while_busy(batcher, model: Model, requests: list[list], queued_for: float = 0.05):
-    """Send ["first"], then ``requests`` while the model still works on it; release the model
-    after ``queued_for`` seconds. Returns the tasks of ``requests``."""
+async def queued_behind_first(batcher, model: Model, requests: list[list], queued_for: float = 0.05):
+    """Send ["first"], then ``requests`` while the model holds it, and let them queue for
+    ``queued_for`` seconds. Returns the tasks of "first" and of ``requests``."""
     first = asyncio.ensure_future(batcher(["first"]))
     while not model.calls:
         await asyncio.sleep(0.01)
     tasks = [asyncio.ensure_future(batcher(items)) for items in requests]
     await asyncio.sleep(queued_for)
+    return first, tasks
+
+
+async def while_busy(batcher, model: Model, requests: list[list], queued_for: float = 0.05):
+    """``requests`` queued behind ["first"]; then the model is released. Returns their tasks."""
+    first, tasks = await queued_behind_first(batcher, model, requests, queued_for)
     model.release.set()
     assert await first == ["result of first"]
     return tasks
@@ -125,11 +131,7 @@ def test_the_next_batch_starts_while_the_event_loop_is_busy():
     batcher = Batcher(model, ThreadPoolExecutor(1), max_items=64, max_wait=30)
 
     async def go():
-        first = asyncio.ensure_future(batcher(["first"]))
-        while not model.calls:
-            await asyncio.sleep(0.01)
-        second = asyncio.ensure_future(batcher(["second"]))
-        await asyncio.sleep(0.05)  # "second" is queued
+        first, (second,) = await queued_behind_first(batcher, model, [["second"]])
         model.release.set()
         time.sleep(0.5)  # the event loop is blocked, as by a burst of responses to write
         ran_meanwhile = list(model.calls)
@@ -147,11 +149,7 @@ def test_other_work_on_the_executor_takes_its_turn_between_batches():
     batcher = Batcher(model, executor, max_items=64, max_wait=30)
 
     async def go():
-        first = asyncio.ensure_future(batcher(["first"]))
-        while not model.calls:
-            await asyncio.sleep(0.01)
-        second = asyncio.ensure_future(batcher(["second"]))
-        await asyncio.sleep(0.05)
+        first, (second,) = await queued_behind_first(batcher, model, [["second"]])
         other = asyncio.wrap_future(executor.submit(model.calls.append, ["other"]))
         model.release.set()
         await asyncio.gather(first, second, other)
@@ -165,12 +163,7 @@ def test_a_caller_that_went_away_is_left_out_of_the_batch():
     batcher = Batcher(model, ThreadPoolExecutor(1), max_items=64, max_wait=30)
 
     async def go():
-        first = asyncio.ensure_future(batcher(["first"]))
-        while not model.calls:
-            await asyncio.sleep(0.01)
-        gone = asyncio.ensure_future(batcher(["gone"]))
-        stays = asyncio.ensure_future(batcher(["stays"]))
-        await asyncio.sleep(0.05)
+        first, (gone, stays) = await queued_behind_first(batcher, model, [["gone"], ["stays"]])
         gone.cancel()  # a client that disconnected
         model.release.set()
         return await first, await stays
