@@ -4,7 +4,8 @@ test session trains once; see `real_model` in conftest.py).
 
 Both APIs; the whole bad-input suite over real HTTP (20 MB body included); a hostile request
 among concurrent ordinary ones; a mention past the first window; /metrics, also while a second
-server starts on the same store; schemathesis with every check; SIGTERM under load.
+server starts on the same store; no tracing unless configured; schemathesis with every check;
+SIGTERM under load.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ def store_home(real_model) -> str:
 
 @pytest.fixture(scope="module")
 def server(store_home, tmp_path_factory):
-    with running_server(store_home, tmp_path_factory.mktemp("server") / "server.log") as (client, proc):
-        client.server_pid = proc.pid
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with running_server(store_home, log) as (client, proc):
+        client.server_pid, client.log = proc.pid, log
         yield client
 
 
@@ -155,6 +157,27 @@ def test_metrics_keep_counting_when_a_second_server_starts_on_the_same_store(ser
         for _ in range(2):
             server.post("/classify", json={"sentence": "Lavrov spoke."})
         assert _classify_count(server) >= before + 2
+
+
+def _access_line(client, sentence: str) -> str:
+    """The access-log line of a /classify of ``sentence`` (its body length tells it apart)."""
+    body = json.dumps({"sentence": sentence}).encode()
+    assert client.post("/classify", content=body, headers={"Content-Type": "application/json"}).status_code == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = [line for line in client.log.read_text().splitlines() if f"path=/classify,type=application/json,length={len(body)})" in line]
+        if lines:
+            return lines[-1]
+        time.sleep(0.1)
+    raise AssertionError(f"no access-log line for the request in {client.log}")
+
+
+def test_requests_are_traced_only_when_tracing_is_configured(server, store_home, tmp_path, monkeypatch):
+    assert "trace=" not in _access_line(server, "Lavrov spoke about tracing.")
+    monkeypatch.setenv("BENTOML_CONFIG_OPTIONS", "services.StanceClassifier.tracing.excluded_urls=/readyz")
+    with running_server(store_home, tmp_path / "traced.log") as (traced, _):
+        traced.log = tmp_path / "traced.log"
+        assert "trace=" in _access_line(traced, "Rubio spoke about tracing, at length.")
 
 
 def test_schemathesis_with_every_check_finds_nothing(server):
