@@ -81,8 +81,7 @@ def paired_single(predictor, items: list, url: str, seconds: float, block: int =
     client is the load phases' minimal one (``post``): its own CPU is on the clock here, and
     httpx's 2-3.5 ms per request (AMD EPYC with AVX-512) is the client's cost,
     not the server's."""
-    netloc = url.split("://", 1)[1]
-    host, port = netloc.rsplit(":", 1)
+    netloc, host, port = address(url)
     loop, connection = asyncio.new_event_loop(), []
     raw, server, errors = [], [], Counter()
     deadline = time.perf_counter() + seconds
@@ -96,16 +95,8 @@ def paired_single(predictor, items: list, url: str, seconds: float, block: int =
             for item in chunk:
                 request = request_bytes(netloc, "/classify", json.dumps({"sentence": item.sentence, "actor": None}).encode())
                 t = time.perf_counter()
-                try:
-                    status = loop.run_until_complete(asyncio.wait_for(post(connection, request, host, int(port)), 90))
-                except CLIENT_ERRORS as e:
-                    errors[type(e).__name__] += 1
-                    reset(connection)
-                    continue
-                if status == 200:
+                if loop.run_until_complete(send(connection, request, host, port, errors)):
                     server.append(time.perf_counter() - t)
-                else:
-                    errors[f"HTTP {status}"] += 1
             if time.perf_counter() > deadline and start + block >= len(items):
                 break
     finally:
@@ -245,11 +236,29 @@ async def post(connection: list, request: bytes, host: str, port: int) -> int:
     return int(head[9:12])
 
 
-CLIENT_ERRORS = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ValueError)
+def address(url: str) -> tuple[str, str, int]:
+    """(host:port, host, port) of an http:// URL."""
+    netloc = url.split("://", 1)[1]
+    host, port = netloc.rsplit(":", 1)
+    return netloc, host, int(port)
+
+
+async def send(connection: list, request: bytes, host: str, port: int, errors: Counter) -> bool:
+    """``post`` with a 90 s limit: True for a 200; anything else is counted in ``errors``, and
+    a connection that failed is closed (the next ``post`` opens a new one)."""
+    try:
+        status = await asyncio.wait_for(post(connection, request, host, port), 90)
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ValueError) as e:
+        errors[type(e).__name__] += 1
+        reset(connection)
+        return False
+    if status != 200:
+        errors[f"HTTP {status}"] += 1
+    return status == 200
 
 
 def reset(connection: list) -> None:
-    """Close a ``post`` connection, if open (the next ``post`` opens a new one)."""
+    """Close a ``post`` connection, if open."""
     if connection:
         connection[1].close()
         connection.clear()
@@ -261,8 +270,7 @@ async def drive(url: str, path: str, bodies: list[bytes], items_per_request: int
     server, and at 32 clients httpx spent 2-3.5 ms of CPU per request (a tenth of a forward
     pass on an AMD EPYC), CPU that the server would not lose to clients on other machines; this
     one spends 0.2-0.3 ms. Its CPU per request is printed next to the server's."""
-    netloc = url.split("://", 1)[1]
-    host, port = netloc.rsplit(":", 1)
+    netloc, host, port = address(url)
     requests = [request_bytes(netloc, path, body) for body in bodies]
     latencies, errors, counter = [], Counter(), itertools.count()
     start = time.perf_counter()
@@ -273,16 +281,8 @@ async def drive(url: str, path: str, bodies: list[bytes], items_per_request: int
         while time.perf_counter() < deadline:
             request = requests[next(counter) % len(requests)]
             t = time.perf_counter()
-            try:
-                status = await asyncio.wait_for(post(connection, request, host, int(port)), 90)
-            except CLIENT_ERRORS as e:
-                errors[type(e).__name__] += 1
-                reset(connection)
-                continue
-            if status == 200:
+            if await send(connection, request, host, port, errors):
                 latencies.append(time.perf_counter() - t)
-            else:
-                errors[f"HTTP {status}"] += 1
         reset(connection)
 
     await asyncio.gather(*(client_loop() for _ in range(concurrency)))

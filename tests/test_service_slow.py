@@ -175,8 +175,9 @@ def _access_line(client, sentence: str) -> str:
 def test_requests_are_traced_only_when_tracing_is_configured(server, store_home, tmp_path, monkeypatch):
     assert "trace=" not in _access_line(server, "Lavrov spoke about tracing.")
     monkeypatch.setenv("BENTOML_CONFIG_OPTIONS", "services.StanceClassifier.tracing.excluded_urls=/readyz")
-    with running_server(store_home, tmp_path / "traced.log") as (traced, _):
-        traced.log = tmp_path / "traced.log"
+    log = tmp_path / "traced.log"
+    with running_server(store_home, log) as (traced, _):
+        traced.log = log
         assert "trace=" in _access_line(traced, "Rubio spoke about tracing, at length.")
 
 
