@@ -361,6 +361,28 @@ def explain_rows(predictor, items: list) -> float:
     return sum(rows) / len(items)
 
 
+def backend(choice: str) -> str:
+    return "onnx" if "ONNX Runtime" in choice else "torch"
+
+
+def same_backend(predictor, log: Path, items: list):
+    """The raw model on the backend the server chose at load (its log says which), so the
+    comparison is like for like: each times the backends itself, and on a noisy machine the two
+    choices can differ."""
+    from model.predictor import Predictor
+    from serving.service import FORWARD_CHUNK
+
+    line = next((ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith(f"model {predictor.tag}: ")), "")
+    served = line.partition(": ")[2]
+    print(f"raw model: {predictor.choice}\nserver:    {served or '(not in its log)'}")
+    if not served or backend(served) == backend(predictor.choice):
+        return predictor
+    print(f"  the raw model is reloaded on the server's backend ({backend(served)})")
+    predictor = Predictor.from_store(predictor.tag, batch_size=FORWARD_CHUNK, backend=backend(served))
+    predictor.predict(items[:8])  # warm-up
+    return predictor
+
+
 def items_per_forward(before: tuple[float, float], after: tuple[float, float]) -> float:
     passes = after[0] - before[0]
     return (after[1] - before[1]) / passes if passes else float("nan")
@@ -419,6 +441,7 @@ def main(argv=None) -> int:
         idle_rss = sampler.sample()
         sampler.start()
         print(f"server ready {ready:.1f} s after start (pid {proc.pid}, log {log}); worker RSS {idle_rss / 2**20:.0f} MiB idle")
+        predictor = same_backend(predictor, log, items)
         # Warm-up, not measured.
         asyncio.run(drive(url, "/classify", single, 1, 1, 2))
         asyncio.run(drive(url, "/classify", single, 1, 32, 3))
