@@ -37,19 +37,38 @@ def is_blank(text: str) -> bool:
     return all(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf") for ch in text)
 
 
-def not_blank_pattern() -> str:
-    """A regular expression that finds a character ``is_blank`` does not count as blank (not
-    whitespace, control or format), for documents that state the rule, such as the API's
-    OpenAPI schema. Only the Basic Multilingual Plane is listed: JSON Schema's ECMA-262
-    regular expressions cannot name a character above U+FFFF in a class (it would become two
-    surrogates), and the few blank ones there (format characters) are still refused by the check."""
-    blank = [c for c in range(0xD800) if is_blank(chr(c))] + [c for c in range(0xE000, 0x10000) if is_blank(chr(c))]
-    ranges, start = [], blank[0]
-    for prev, cur in zip(blank, blank[1:] + [None]):
+def is_name_char(ch: str) -> bool:
+    """A letter or a digit of the Basic Multilingual Plane: what an actor's name must contain.
+    Only the BMP, so that the API's OpenAPI document can state the rule exactly: JSON Schema
+    patterns are ECMA-262 regular expressions, which read \\w as ASCII and cannot name a
+    character above U+FFFF in a class. Every script news names people in lies in the BMP."""
+    return ch <= "\uffff" and ch.isalnum()
+
+
+def _bmp_class(chars, negate: bool = False) -> str:
+    """A regular-expression class of the BMP characters for which ``chars`` is true, written
+    with \\u escapes only, so that Python and every ECMA-262 reading agree on it."""
+    members = [c for c in range(0x10000) if not 0xD800 <= c < 0xE000 and chars(chr(c))]
+    ranges, start = [], members[0]
+    for prev, cur in zip(members, members[1:] + [None]):
         if cur != prev + 1:
             ranges.append((start, prev))
             start = cur
-    return "[^" + "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges) + "]"
+    return ("[^" if negate else "[") + "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges) + "]"
+
+
+def not_blank_pattern() -> str:
+    """A regular expression that finds a character ``is_blank`` does not count as blank (not
+    whitespace, control or format), for documents that state the rule, such as the API's
+    OpenAPI schema. It lists the blank BMP characters and negates them: a character above
+    U+FFFF matches, and the few blank ones there (format characters) are still refused by the check."""
+    return _bmp_class(is_blank, negate=True)
+
+
+def name_pattern() -> str:
+    """A regular expression that finds a character ``is_name_char`` accepts: the actor rule,
+    for the API's OpenAPI schema."""
+    return _bmp_class(is_name_char)
 
 
 def check_text(value: Any, limit: int | None, nullable: bool) -> None:
@@ -76,7 +95,7 @@ def check_actor(value: Any) -> None:
     """The rule for an actor: null (every registry actor of the sentence), or text of at most
     MAX_ACTOR_CHARS with a letter or a digit in it (a name; 200 "!" name no one)."""
     check_text(value, MAX_ACTOR_CHARS, nullable=True)
-    if value is not None and not any(ch.isalnum() for ch in value):
+    if value is not None and not any(is_name_char(ch) for ch in value):
         raise BadText("must contain a letter or a digit: it is the name of an actor")
 
 

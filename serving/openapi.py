@@ -6,8 +6,6 @@ would otherwise meet undocumented behaviour.)"""
 
 from __future__ import annotations
 
-# A letter or a digit (Python's \w without the underscore): what model.items.check_actor asks.
-NAME_PATTERN = "[^\\W_]"
 PROBLEM = {
     "type": "object",
     "required": ["error"],
@@ -27,34 +25,34 @@ ERRORS = {
 }
 
 
-def _strict(schema: dict, components: dict, pattern: str) -> None:
+def _strict(schema: dict, components: dict, pattern: str, name: str) -> None:
     """The guard's rules, stated in a request schema: no field but the listed ones, and text
     that is not only whitespace, control or format characters."""
     if "$ref" in schema:
         schema = components.get(schema["$ref"].rsplit("/", 1)[-1], {})
     if schema.get("type") == "array":
-        return _strict(schema.get("items", {}), components, pattern)
+        return _strict(schema.get("items", {}), components, pattern, name)
     if schema.get("type") != "object":
         return
     schema["additionalProperties"] = False
-    for name, prop in schema.get("properties", {}).items():
+    for field, prop in schema.get("properties", {}).items():
         if "default" in prop and prop["default"] is None:
             prop["nullable"] = True  # BentoML drops the null of `str | None`; the API takes it
         for option in [prop, *prop.get("anyOf", [])]:
             if option.get("type") == "string":
                 # An actor names someone: a letter or a digit (model.items.check_actor).
-                option["pattern"] = NAME_PATTERN if name == "actor" else pattern
+                option["pattern"] = name if field == "actor" else pattern
             elif option.get("type") in ("object", "array") or "$ref" in option:
-                _strict(option, components, pattern)
+                _strict(option, components, pattern, name)
 
 
 def patch(doc: dict, paths: list[str]) -> dict:
-    from model.items import not_blank_pattern
+    from model.items import name_pattern, not_blank_pattern
 
     components = doc.setdefault("components", {}).setdefault("schemas", {})
     components["Problem"] = PROBLEM
     ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    pattern = not_blank_pattern()
+    pattern, name = not_blank_pattern(), name_pattern()
     for path in paths:
         post = doc.get("paths", {}).get(path, {}).get("post")
         if post is None:
@@ -62,7 +60,7 @@ def patch(doc: dict, paths: list[str]) -> dict:
         if "requestBody" in post:
             post["requestBody"]["required"] = True
             for media in post["requestBody"].get("content", {}).values():
-                _strict(media.get("schema", {}), components, pattern)
+                _strict(media.get("schema", {}), components, pattern, name)
         ok = post.get("responses", {}).get("200")
         post["responses"] = {**({"200": ok} if ok else {}),
                              **{code: {"description": text, "content": ref} for code, text in ERRORS.items()}}

@@ -5,6 +5,7 @@ and message word for word, then /readyz still 200)."""
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -308,6 +309,32 @@ def test_the_openapi_document_requires_the_body_and_lists_every_error(client):
         assert set(post["responses"]) == {"200", "400", "405", "413", "422", "429", "503"}
         assert post["responses"]["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
     assert doc["components"]["schemas"]["Problem"]["required"] == ["error"]
+
+
+def _patterns(node, under_actor: bool = False) -> list[str]:
+    """The `pattern`s an OpenAPI document puts on `actor` fields."""
+    if isinstance(node, list):
+        return [p for value in node for p in _patterns(value, under_actor)]
+    if not isinstance(node, dict):
+        return []
+    found = [node["pattern"]] if under_actor and "pattern" in node else []
+    for key, value in node.items():
+        found += _patterns(value, under_actor or (key == "actor" and isinstance(value, dict)))
+    return found
+
+
+@pytest.mark.parametrize("actor", ["Lavrov", "Лавров", "ì", "7", "Ð0\x08×", "!!!", "_", " \t", "\u200b",
+                                   "\U00028722", "ì\U00028722", "\U0001d400", "😀"])
+def test_the_documented_actor_pattern_is_the_rule_the_service_applies(client, actor):
+    """Python's reading of the OpenAPI pattern and ECMA-262's (where \\w is ASCII; schemathesis
+    reads it so) both say what the service does. The old pattern, [^\\W_], refused "ì" under
+    ECMA while the service took it: schemathesis found that."""
+    patterns = set(_patterns(client.get("/docs.json").json()))
+    assert len(patterns) == 1  # one rule, on every route that takes an actor
+    accepted = client.post("/classify", json={"sentence": "Lavrov spoke in Riyadh.", "actor": actor}).status_code == 200
+    for pattern in patterns:
+        for flags in (0, re.ASCII):
+            assert bool(re.search(pattern, actor, flags)) == accepted, (actor, flags)
 
 
 def test_schemathesis_finds_no_contract_violation(client):

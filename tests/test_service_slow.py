@@ -184,7 +184,8 @@ def test_requests_are_traced_only_when_tracing_is_configured(server, store_home,
 def test_schemathesis_with_every_check_finds_nothing(server):
     """The third-party contract tester, as a user would run it, bounded examples."""
     cli = Path(sys.executable).with_name("schemathesis")
-    run = subprocess.run([str(cli), "run", f"{server.base_url}/docs.json", "--checks", "all", "--max-examples", "30",
+    config = Path(__file__).with_name("schemathesis.toml")
+    run = subprocess.run([str(cli), "--config-file", str(config), "run", f"{server.base_url}/docs.json", "--checks", "all", "--max-examples", "30",
                           "--workers", "4", "--no-color", "--suppress-health-check", "all", "--seed", "1"],
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
