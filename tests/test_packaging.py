@@ -37,3 +37,19 @@ def test_the_bento_sets_the_offline_and_openmp_environment_of_the_service():
 
     envs = {e["name"]: e["value"] for e in yaml.safe_load((ROOT / "bentofile.yaml").read_text())["envs"]}
     assert {k: envs.get(k) for k in {**ENV, **OPENMP}} == {**ENV, **OPENMP}
+
+
+def test_the_service_serves_on_uvloop_and_httptools():
+    """BentoML's worker leaves uvicorn's loop and HTTP parser on "auto" (off Windows), which takes
+    uvloop and httptools when they are installed: the dependencies must be there."""
+    import uvloop
+    from uvicorn.loops.auto import auto_loop_factory
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    assert AutoHTTPProtocol is HttpToolsProtocol
+    loop = auto_loop_factory()()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
