@@ -79,37 +79,13 @@ def raw_method(predictor, rows: list, sentences: list[str]):
 
 def precision_quality(fp32, others: dict) -> list[str]:
     """Label agreement with fp32 (stance per pair, sentiment per sentence) and the macro-F1
-    change of each other predictor, on the dev and challenge sets."""
+    change of each other predictor, on the dev and challenge sets: the target that
+    ``auto`` also needs, checked when the model is saved (training/precision_target.py)."""
+    from training import precision_target
     from training.data import load_sets
-    from training.metrics import summarize
-    from training.train import pair_rows, sentence_table
 
     sets = load_sets()
-    lines = []
-    for name, ds in (("dev", sets.dev), ("challenge", sets.challenge)):
-        if ds is None:
-            continue
-        sentences = sentence_table(ds)[0]
-        base = fp32.probabilities(pair_rows(ds), sentences)
-        base_f1 = summarize(ds, base[0].numpy(), _per_pair(ds, sentences, base[1]), n_boot=0)
-        lines.append(f"{name} set, fp32: macro-F1 stance {base_f1['stance']['macro_f1']:.3f}, "
-                     f"sentiment {base_f1['sentiment']['macro_f1']:.3f}")
-        for other_name, other in others.items():
-            got = other.probabilities(pair_rows(ds), sentences)
-            f1 = summarize(ds, got[0].numpy(), _per_pair(ds, sentences, got[1]), n_boot=0)
-            agree = [float((a.argmax(-1) == b.argmax(-1)).float().mean()) for a, b in zip(base, got)]
-            change = [f1[t]["macro_f1"] - base_f1[t]["macro_f1"] for t in ("stance", "sentiment")]
-            ok = all(a >= 0.99 for a in agree) and all(abs(c) <= 0.005 for c in change)
-            lines.append(f"  {other_name:<5} label agreement with fp32: stance {agree[0]:.2%}, sentiment {agree[1]:.2%}; "
-                         f"macro-F1 change: stance {change[0]:+.3f}, sentiment {change[1]:+.3f}  "
-                         f"(goal >= 99% and within 0.005: {'ok' if ok else 'MISSED'})")
-    return lines
-
-
-def _per_pair(ds, sentences: list[str], sentiment):
-    """Sentiment probabilities per pair, from those per unique sentence."""
-    index = {s: i for i, s in enumerate(sentences)}
-    return sentiment.numpy()[[index[s] for s in ds["sentence"]]]
+    return precision_target.lines(precision_target.compare(fp32, others, {"dev": sets.dev, "challenge": sets.challenge}))
 
 
 def hf_classifier(model_dir: Path):
@@ -172,7 +148,7 @@ def main(argv=None) -> int:
         input_path, out = Path(tmp) / "input.jsonl", Path(tmp) / "scored.csv"
         sentences, n_pairs = build_input(input_path, args.min_pairs)
         auto = Predictor.from_store(tag, batch_size=args.batch_size)  # what `stance score` loads
-        auto_precision = precisions.resolve("auto", precisions.passed_checks(auto.meta))[0]
+        auto_precision = precisions.resolve("auto", precisions.passed_checks(auto.meta), met=precisions.met_targets(auto.meta))[0]
         print(f"model {tag} ({what}); {len(sentences)} sentences, {n_pairs} pairs; batch size {args.batch_size}; "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.repeats} rounds")
         print(f"stance score's auto choice: {auto.choice}\n")

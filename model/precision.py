@@ -5,8 +5,8 @@
 - ``bf16``: encoder weights in bfloat16. Fast only on CPUs with bf16 matrix units (Intel
   AMX, AVX512-BF16 on Intel and AMD Zen 4); elsewhere it is emulated and slow.
 - ``int8``: dynamic int8 quantisation of the encoder's linear layers (opt-in only).
-- ``auto``: bf16 where the CPU has bf16 units and the saved model's check passed for bf16,
-  else fp32.
+- ``auto``: bf16 where the CPU has bf16 units and the saved model's checks passed for bf16
+  (the probes, and the target on the dev and challenge sets), else fp32.
 
 Pooling and heads always run in fp32. A precision is allowed only if, on the probe
 sentences, its labels match fp32's (checked when the model is saved, model/artifact.py).
@@ -44,13 +44,24 @@ def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
 
 
 def passed_checks(meta: dict) -> dict[str, bool]:
-    """Which precisions matched fp32's labels when the model was saved (its meta.json)."""
+    """Which precisions matched fp32's labels on the probes when the model was saved (its
+    meta.json): those may be asked for."""
     return {p: bool(c.get("passed")) for p, c in meta.get("precision_checks", {}).items()}
 
 
-def resolve(precision: str, passed: dict[str, bool], flags: set[str] | None = None) -> tuple[str, str]:
-    """(the precision to run, why). ``passed`` says which precisions matched fp32's labels
-    when the model was saved; an unchecked or failed precision is refused when asked for."""
+def met_targets(meta: dict) -> dict[str, bool]:
+    """Which precisions also kept fp32's labels on the dev and challenge sets when the model
+    was saved (training/precision_target.py): only those may ``auto`` pick. A model saved
+    without that check (no dev set, or before it existed) has none."""
+    return {p: bool(c.get("passed") and c.get("target", {}).get("met")) for p, c in meta.get("precision_checks", {}).items()}
+
+
+def resolve(precision: str, passed: dict[str, bool], flags: set[str] | None = None,
+            met: dict[str, bool] | None = None) -> tuple[str, str]:
+    """(the precision to run, why). ``passed`` says which precisions matched fp32's labels on
+    the probes when the model was saved (an unchecked or failed precision is refused when asked
+    for); ``met``, which also met the target on the dev and challenge sets (default: ``passed``),
+    the only ones ``auto`` picks."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     flags = cpu_flags() if flags is None else flags
@@ -60,6 +71,9 @@ def resolve(precision: str, passed: dict[str, bool], flags: set[str] | None = No
             return "fp32", "auto: fp32 (this CPU has no bf16 matrix units: none of " + ", ".join(BF16_FLAGS) + ")"
         if not passed.get("bf16"):
             return "fp32", f"auto: fp32 (the CPU has {', '.join(units)}, but bf16 did not match fp32's labels on this model)"
+        if not (passed if met is None else met).get("bf16"):
+            return "fp32", (f"auto: fp32 (the CPU has {', '.join(units)}, but bf16 did not keep fp32's labels on the "
+                            "dev and challenge sets when this model was saved: >= 99% agreement, macro-F1 within 0.005)")
         return "bf16", f"auto: bf16 (the CPU has {', '.join(units)}; bf16 matched fp32's labels on this model)"
     if precision != "fp32" and not passed.get(precision):
         raise ValueError(f"precision {precision} did not match fp32's labels when this model was saved; use fp32 or auto")

@@ -85,7 +85,7 @@ class Predictor:
         if backend not in precisions.BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(precisions.BACKENDS)}, not {backend!r}")
         model, tokenizer, meta, registry = artifact.load(path)
-        chosen, why = precisions.resolve(precision, precisions.passed_checks(meta))
+        chosen, why = precisions.resolve(precision, precisions.passed_checks(meta), met=precisions.met_targets(meta))
         base = cls(model, tokenizer, meta, tag, registry, batch_size, source=Path(path))
         # ONNX as asked needs no PyTorch encoder: converting and tracing one would be thrown away.
         predictor = None if backend == "onnx" else base.with_parts(precisions.convert(model, chosen), choice=f"{why}; PyTorch").traced()

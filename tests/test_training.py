@@ -216,6 +216,12 @@ def test_precision_auto_follows_the_cpu_and_the_saved_checks():
     assert resolve("auto", {"bf16": True}, {"amx_bf16", "avx512_bf16"}) == (
         "bf16", "auto: bf16 (the CPU has amx_bf16, avx512_bf16; bf16 matched fp32's labels on this model)")
     assert resolve("auto", {"bf16": False}, {"avx512_bf16"})[0] == "fp32"
+    # The probes passed, the target on the dev and challenge sets did not: asked for, bf16
+    # runs; auto does not pick it.
+    assert resolve("auto", {"bf16": True}, {"amx_bf16"}, met={"bf16": False}) == (
+        "fp32", "auto: fp32 (the CPU has amx_bf16, but bf16 did not keep fp32's labels on the dev and challenge sets "
+        "when this model was saved: >= 99% agreement, macro-F1 within 0.005)")
+    assert resolve("bf16", {"bf16": True}, {"amx_bf16"}, met={"bf16": False})[0] == "bf16"
     assert resolve("int8", {"int8": True}, set()) == ("int8", "int8, as asked")
     with pytest.raises(ValueError, match=r"^precision int8 did not match fp32's labels when this model was saved; use fp32 or auto$"):
         resolve("int8", {"int8": False}, set())
@@ -464,6 +470,46 @@ def test_train_main_registers_a_calibrated_model_with_its_metrics(tmp_path, monk
     assert meta["calibration"]["stance"]["temperature"] == pytest.approx(metrics["dev"]["calibration"]["stance"]["temperature"])
     p = Predictor.from_store(tag)
     assert float(p.model.stance_temperature) == pytest.approx(meta["calibration"]["stance"]["temperature"])
+    # Each lower precision was compared with fp32 on the dev and challenge sets when saved.
+    for check in meta["precision_checks"].values():
+        assert set(check["target"]) == {"met", "dev", "challenge"}
+        for name in ("dev", "challenge"):
+            assert set(check["target"][name]["agreement"]) == {"stance", "sentiment"}
+            assert check["target"][name]["met"] == (min(check["target"][name]["agreement"].values()) >= 0.99 and max(
+                abs(c) for c in check["target"][name]["f1_change"].values()) <= 0.005)
+        assert check["target"]["met"] == (check["target"]["dev"]["met"] and check["target"]["challenge"]["met"])
+
+
+def test_auto_needs_the_target_met_on_the_sets_and_a_model_saved_without_it_has_none():
+    from model.precision import met_targets
+
+    meta = {"precision_checks": {"bf16": {"passed": True, "target": {"met": True}},
+                                 "int8": {"passed": True, "target": {"met": False}}}}
+    assert met_targets(meta) == {"bf16": True, "int8": False}
+    assert met_targets({"precision_checks": {"bf16": {"passed": True}}}) == {"bf16": False}
+    assert met_targets({"precision_checks": {"bf16": {"passed": False, "target": {"met": True}}}}) == {"bf16": False}
+
+
+def test_the_target_compares_labels_and_macro_f1_per_set(tiny_model, tokenizer):
+    """A "precision" that flips every stance label misses the target; fp32 itself meets it."""
+    from training import precision_target
+
+    fp32 = Predictor(tiny_model, tokenizer)
+
+    class Flipped:
+        def probabilities(self, rows, sentences):
+            stance, sentiment = fp32.probabilities(rows, sentences)
+            return stance.roll(1, dims=-1), sentiment
+
+    ds = tiny_dataset()
+    results = precision_target.compare(fp32, {"same": fp32, "flipped": Flipped()}, {"dev": ds, "empty": None})
+    assert set(results) == {"dev"}
+    assert results["dev"]["same"]["met"] and results["dev"]["same"]["agreement"] == {"stance": 1.0, "sentiment": 1.0}
+    assert not results["dev"]["flipped"]["met"] and results["dev"]["flipped"]["agreement"]["stance"] == 0.0
+    assert precision_target.met(results, "same") and not precision_target.met(results, "flipped")
+    assert not precision_target.met({}, "same")
+    assert any("flipped label agreement with fp32: stance 0.00%" in line and "MISSED" in line
+               for line in precision_target.lines(results))
 
 
 def test_evaluate_main_writes_the_report_with_every_set_and_baseline(tmp_path):

@@ -9,6 +9,7 @@ from importlib.metadata import version
 import bentoml
 
 from model import artifact, checks, onnx_encoder, store
+from model import precision as precisions
 from model.actors import REGISTRY_PATH, parse_registry
 from model.labels import SENTIMENT, STANCE
 from model.predictor import Predictor
@@ -21,9 +22,12 @@ def versions() -> dict:
     return {"python": platform.python_version(), **{p: version(p) for p in PACKAGES}}
 
 
-def build_meta(model, tokenizer, config, metrics: dict, train_seconds: float, data: list) -> tuple[dict, dict, str]:
+def build_meta(model, tokenizer, config, metrics: dict, train_seconds: float, data: list,
+               check_sets: dict | None = None) -> tuple[dict, dict, str]:
     """(meta, checks, registry text) for a trained model. The checks compare every faster way
-    of running it with fp32 PyTorch on the probe sentences (model/checks.py)."""
+    of running it with fp32 PyTorch on the probe sentences (model/checks.py), and each lower
+    precision also on ``check_sets`` (name -> Dataset: dev and challenge) against the target
+    that ``auto`` needs (training/precision_target.py)."""
     registry_text = REGISTRY_PATH.read_text(encoding="utf-8")
     registry = parse_registry(registry_text)
     meta = {
@@ -39,13 +43,21 @@ def build_meta(model, tokenizer, config, metrics: dict, train_seconds: float, da
     }
     predictor = Predictor(model, tokenizer, meta, registry=registry, max_length=config.max_length)
     found = {"precision_checks": checks.check_precisions(predictor)}
+    if check_sets:
+        from training import precision_target
+
+        lower = {name: predictor.with_parts(precisions.convert(model, name)) for name in found["precision_checks"]}
+        results = precision_target.compare(predictor, lower, check_sets)
+        for name, check in found["precision_checks"].items():
+            check["target"] = {"met": precision_target.met(results, name), **{s: r[name] for s, r in results.items()}}
     return meta, found, registry_text
 
 
-def save(model, tokenizer, config, metrics: dict, path, train_seconds: float = 0.0, data: list | None = None) -> dict:
+def save(model, tokenizer, config, metrics: dict, path, train_seconds: float = 0.0, data: list | None = None,
+         check_sets: dict | None = None) -> dict:
     """Write the model folder at ``path``, with its ONNX export checked against PyTorch.
-    ``data``: the training files, whose hash goes into meta.json."""
-    meta, found, registry_text = build_meta(model, tokenizer, config, metrics, train_seconds, data or [])
+    ``data``: the training files, whose hash goes into meta.json; ``check_sets``: see build_meta."""
+    meta, found, registry_text = build_meta(model, tokenizer, config, metrics, train_seconds, data or [], check_sets)
     onnx_path = onnx_encoder.export(model, tokenizer, path)
     predictor = Predictor(model, tokenizer, meta, max_length=config.max_length)
     found["onnx_max_prob_diff"] = checks.check_onnx(predictor, onnx_encoder.OnnxEncoder(onnx_path))
@@ -53,7 +65,8 @@ def save(model, tokenizer, config, metrics: dict, path, train_seconds: float = 0
     return {**meta, **found}
 
 
-def register(model, tokenizer, config, metrics: dict, train_seconds: float, data: list | None = None) -> str:
+def register(model, tokenizer, config, metrics: dict, train_seconds: float, data: list | None = None,
+             check_sets: dict | None = None) -> str:
     summary = {"train_seconds": round(train_seconds, 1)}
     for name, m in metrics.items():
         summary[f"{name}_stance_macro_f1"] = round(m["stance"]["macro_f1"], 4)
@@ -70,6 +83,6 @@ def register(model, tokenizer, config, metrics: dict, train_seconds: float, data
         labels={"stance": ",".join(STANCE), "sentiment": ",".join(SENTIMENT)},
         metadata={**summary, "config": config.to_dict()},
     ) as bento_model:
-        save(model, tokenizer, config, metrics, bento_model.path, train_seconds, data)
+        save(model, tokenizer, config, metrics, bento_model.path, train_seconds, data, check_sets)
     return str(bento_model.tag)
 

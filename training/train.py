@@ -365,7 +365,8 @@ def main(argv=None) -> dict:
     for name, m in metrics.items():
         print(f"{name} macro-F1: stance {m['stance']['macro_f1']:.3f}, sentiment {m['sentiment']['macro_f1']:.3f}")
     if args.register:
-        tag = register(model, tokenizer, config, metrics, time.perf_counter() - t0, sets.training_files(config))
+        tag = register(model, tokenizer, config, metrics, time.perf_counter() - t0, sets.training_files(config),
+                       check_sets={"dev": dev, "challenge": challenge})
         print(f"saved {tag} in {time.perf_counter() - t0:.0f} s")
     else:
         print(f"trained in {time.perf_counter() - t0:.0f} s (not registered)")
