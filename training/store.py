@@ -25,9 +25,9 @@ def versions() -> dict:
 def build_meta(model, tokenizer, config, metrics: dict, train_seconds: float, data: list,
                check_sets: dict | None = None) -> tuple[dict, dict, str]:
     """(meta, checks, registry text) for a trained model. The checks compare every faster way
-    of running it with fp32 PyTorch on the probe sentences (model/checks.py), and each lower
-    precision also on ``check_sets`` (name -> Dataset: dev and challenge) against the target
-    that ``auto`` needs (training/precision_target.py)."""
+    of running it with fp32 PyTorch on the probe sentences (model/checks.py), and bf16 also on
+    ``check_sets`` (name -> Dataset: dev and challenge) against the target that ``auto``
+    needs to pick it (training/precision_target.py)."""
     registry_text = REGISTRY_PATH.read_text(encoding="utf-8")
     registry = parse_registry(registry_text)
     meta = {
@@ -46,10 +46,10 @@ def build_meta(model, tokenizer, config, metrics: dict, train_seconds: float, da
     if check_sets:
         from training import precision_target
 
-        lower = {name: predictor.with_parts(precisions.convert(model, name)) for name in found["precision_checks"]}
-        results = precision_target.compare(predictor, lower, check_sets)
-        for name, check in found["precision_checks"].items():
-            check["target"] = {"met": precision_target.met(results, name), **{s: r[name] for s, r in results.items()}}
+        # bf16 only: the one lower precision auto may pick (int8 is opt-in; bench-score reports it).
+        results = precision_target.compare(predictor, {"bf16": predictor.with_parts(precisions.convert(model, "bf16"))}, check_sets)
+        check = found["precision_checks"]["bf16"]
+        check["target"] = {"met": precision_target.met(results, "bf16"), **{s: r["bf16"] for s, r in results.items()}}
     return meta, found, registry_text
 
 
