@@ -158,8 +158,7 @@ def main(argv=None) -> int:
                       "raw forward, fp32 ONNX Runtime": fp32.with_parts(encoder=OnnxEncoder(model_path / FILE))}
         # Without bf16 units the CPU emulates bf16 at a tenth of fp32's speed (AMD EPYC, AVX2
         # only: 7 against 51 pairs/s), auto never picks it, and timing it took most of the run.
-        units = set(precisions.BF16_FLAGS) & precisions.cpu_flags()
-        if units:
+        if set(precisions.BF16_FLAGS) & precisions.cpu_flags():
             predictors["raw forward, bf16 PyTorch"] = bf16
         else:
             print("raw forward, bf16 PyTorch: not timed, this CPU has no bf16 matrix units (its labels are compared below)\n")

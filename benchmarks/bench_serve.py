@@ -362,7 +362,8 @@ def explain_rows(predictor, items: list) -> float:
 
 
 def backend(choice: str) -> str:
-    return "onnx" if "ONNX Runtime" in choice else "torch"
+    """"onnx" or "torch" from a Predictor's choice, "...; <backend> (measured at load: ...)"."""
+    return "onnx" if choice.rsplit("; ", 1)[-1].startswith("ONNX Runtime") else "torch"
 
 
 def same_backend(predictor, log: Path, items: list):
