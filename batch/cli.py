@@ -228,7 +228,8 @@ def score(
                                                                "matrix units and the model passed its bf16 check, else "
                                                                "fp32), fp32, bf16 or int8.")] = "auto",
     backend: Annotated[str, typer.Option("--backend", help="The encoder's runtime: auto (with fp32, the faster of "
-                                                           "PyTorch and ONNX Runtime, timed at load), torch or onnx.")
+                                                           "PyTorch and ONNX Runtime, timed at the first load and "
+                                                           "remembered in STANCE_CACHE_DIR), torch or onnx.")
                        ] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sentences or pairs per forward pass.")] = 32,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad rows, rows whose scoring fails and unreadable "

@@ -3,8 +3,9 @@
 The saved model carries ``encoder.onnx``, an export of its fine-tuned encoder (input ids,
 attention mask, token types -> last hidden states); ``StanceSentimentModel.forward`` takes
 it in place of the PyTorch encoder, so pooling and heads are the same code. Whether it is
-faster than PyTorch depends on the CPU, so ``Predictor.load`` times both at load. The
-export is checked against PyTorch when it is written (model/checks.py).
+faster than PyTorch depends on the CPU, so ``Predictor.load`` times both, once per model and
+machine (model/backend_memo.py). The export is checked against PyTorch when it is written
+(model/checks.py).
 """
 
 from __future__ import annotations

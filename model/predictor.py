@@ -81,27 +81,53 @@ class Predictor:
              batch_size: int = 32) -> "Predictor":
         """A saved model folder. ``precision``: auto | fp32 | bf16 | int8 (model/precision.py).
         ``backend``: torch | onnx | auto. With auto, bf16 and int8 run on PyTorch; fp32 runs
-        on whichever of PyTorch and ONNX Runtime is faster here, timed at load on a few batches."""
+        on whichever of PyTorch and ONNX Runtime is faster here: timed on a few batches at the
+        first load on this machine, then remembered (model/backend_memo.py)."""
         if backend not in precisions.BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(precisions.BACKENDS)}, not {backend!r}")
         model, tokenizer, meta, registry = artifact.load(path)
         chosen, why = precisions.resolve(precision, precisions.passed_checks(meta), met=precisions.met_targets(meta))
         base = cls(model, tokenizer, meta, tag, registry, batch_size, source=Path(path))
-        # ONNX as asked needs no PyTorch encoder: converting and tracing one would be thrown away.
-        predictor = None if backend == "onnx" else base.with_parts(precisions.convert(model, chosen), choice=f"{why}; PyTorch").traced()
-        if backend == "onnx" or (backend == "auto" and chosen == "fp32" and artifact.has_onnx(path)):
+
+        # Each side is built only if it runs: converting and tracing an unused encoder costs a second.
+        def on_torch() -> "Predictor":
+            return base.with_parts(precisions.convert(model, chosen), choice=f"{why}; PyTorch").traced()
+
+        def on_onnx() -> "Predictor":
             from model.onnx_encoder import FILE, OnnxEncoder
 
-            onnx = base.with_parts(encoder=OnnxEncoder(Path(path) / FILE), choice=f"{why}; ONNX Runtime")
-            if backend == "onnx":
-                predictor = onnx
-            else:
-                t_torch, t_onnx = _race(predictor, onnx)
-                faster = onnx if t_onnx < t_torch else predictor
-                predictor = faster.with_parts(model=faster.model, encoder=faster.encoder, choice=(
-                    f"{faster.choice} (measured at load: PyTorch {t_torch * 1000:.0f} ms, ONNX Runtime {t_onnx * 1000:.0f} ms)"))
+            return base.with_parts(encoder=OnnxEncoder(Path(path) / FILE), choice=f"{why}; ONNX Runtime")
+
+        if backend == "onnx":
+            predictor = on_onnx()
+        elif backend == "torch" or chosen != "fp32" or not artifact.has_onnx(path):
+            predictor = on_torch()
+        else:
+            predictor = cls._raced(path, on_torch, on_onnx)
         log.info("stance model %s: %s", tag, predictor.choice)
         return predictor
+
+    @staticmethod
+    def _raced(path, on_torch, on_onnx) -> "Predictor":
+        """The faster of the two backends for fp32, timed on the probes at the first load of
+        this model on this machine and remembered for the next (model/backend_memo.py)."""
+        from model import backend_memo
+        from model.onnx_encoder import FILE
+
+        name = backend_memo.key(Path(path), Path(path) / FILE)
+        seen = backend_memo.recall(name)
+        if seen:
+            faster = on_onnx() if seen.backend == "onnx" else on_torch()
+            how = f"measured at an earlier load, remembered in {backend_memo.path()}"
+        else:
+            a, b = on_torch(), on_onnx()
+            t_torch, t_onnx = _race(a, b)
+            faster = b if t_onnx < t_torch else a
+            seen = backend_memo.Outcome("onnx" if faster is b else "torch", t_torch * 1000, t_onnx * 1000)
+            backend_memo.remember(name, seen)
+            how = "measured at load"
+        return faster.with_parts(model=faster.model, encoder=faster.encoder, choice=(
+            f"{faster.choice} ({how}: PyTorch {seen.torch_ms:.0f} ms, ONNX Runtime {seen.onnx_ms:.0f} ms)"))
 
     def traced(self) -> "Predictor":
         """This predictor with its PyTorch encoder run as a frozen TorchScript graph

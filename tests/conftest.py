@@ -19,6 +19,13 @@ from helpers import ROOT, tiny_config, tiny_dataset  # noqa: E402
 PROJECT_HOME = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def backend_memo_dir(tmp_path_factory):
+    """Tests (and the processes they start) remember backend races here, not in ~/.cache."""
+    os.environ["STANCE_CACHE_DIR"] = str(tmp_path_factory.mktemp("stance_cache"))
+    return Path(os.environ["STANCE_CACHE_DIR"])
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     from training.train import load_tokenizer

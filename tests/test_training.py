@@ -4,8 +4,10 @@ and the real entry points (train.main, evaluate.main) end to end."""
 
 import dataclasses
 import json
+import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -307,9 +309,53 @@ def test_loading_and_using_a_model_imports_neither_scikit_learn_nor_scipy(tiny_m
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_auto_backend_times_both_at_load_for_fp32(tiny_model_dir):
+def test_auto_backend_times_both_at_the_first_load_and_remembers_the_winner(tiny_model_dir, tmp_path, monkeypatch):
+    from model import backend_memo
+
+    monkeypatch.setenv("STANCE_CACHE_DIR", str(tmp_path))
+    first = Predictor.load(tiny_model_dir, precision="fp32", backend="auto")
+    assert "(measured at load: PyTorch" in first.choice and "ms, ONNX Runtime" in first.choice
+    [(key, entry)] = json.loads((tmp_path / "backends.json").read_text()).items()
+    assert str(Path(tiny_model_dir).resolve()) in key and entry["backend"] in ("torch", "onnx")
+    # The next load runs the remembered winner without timing, and says so.
+    again = Predictor.load(tiny_model_dir, precision="fp32", backend="auto")
+    assert f"measured at an earlier load, remembered in {backend_memo.path()}" in again.choice
+    assert type(again.encoder) is type(first.encoder)
+    # What was remembered decides: a model whose file says ONNX Runtime loads on it.
+    from model.onnx_encoder import OnnxEncoder
+
+    for winner in ("onnx", "torch"):
+        (tmp_path / "backends.json").write_text(json.dumps({key: {**entry, "backend": winner}}))
+        p = Predictor.load(tiny_model_dir, backend="auto")
+        assert isinstance(p.encoder, OnnxEncoder) == (winner == "onnx") and "measured at an earlier load" in p.choice
+    # The same model retrained into the same folder is timed again.
+    onnx_file = Path(tiny_model_dir) / "encoder.onnx"
+    os.utime(onnx_file, ns=(onnx_file.stat().st_atime_ns, onnx_file.stat().st_mtime_ns + 1))
+    assert backend_memo.key(Path(tiny_model_dir), onnx_file) != key
+
+
+@pytest.mark.parametrize("damage", ["not json {", "[1, 2]", '{"KEY": {"backend": "rm -rf /", "torch_ms": 1, "onnx_ms": 2}}',
+                                    '{"KEY": {"backend": "onnx", "torch_ms": "fast"}}', '{"KEY": null}'])
+def test_a_damaged_backend_memo_is_timed_again_and_rewritten(tiny_model_dir, tmp_path, monkeypatch, damage):
+    from model import backend_memo
+    from model.onnx_encoder import FILE
+
+    monkeypatch.setenv("STANCE_CACHE_DIR", str(tmp_path))
+    key = backend_memo.key(Path(tiny_model_dir), Path(tiny_model_dir) / FILE)
+    (tmp_path / "backends.json").write_text(damage.replace('"KEY"', json.dumps(key)))
     p = Predictor.load(tiny_model_dir, precision="fp32", backend="auto")
-    assert "measured at load: PyTorch" in p.choice and "ms, ONNX Runtime" in p.choice
+    assert "(measured at load: PyTorch" in p.choice
+    assert json.loads((tmp_path / "backends.json").read_text())[key]["backend"] in ("torch", "onnx")
+
+
+def test_an_unwritable_backend_memo_only_costs_the_timing(tiny_model_dir, tmp_path, monkeypatch):
+    blocker = tmp_path / "a file, not a folder"
+    blocker.write_text("")
+    monkeypatch.setenv("STANCE_CACHE_DIR", str(blocker))
+    for _ in range(2):
+        p = Predictor.load(tiny_model_dir, precision="fp32", backend="auto")
+        assert "(measured at load: PyTorch" in p.choice
+    assert blocker.read_text() == ""
 
 
 def test_backend_race_times_in_turns_and_keeps_each_sides_best_pass():
