@@ -5,6 +5,7 @@ in labels.
     make bench-score                                     # stance_classifier:latest in the store
     python benchmarks/bench_score.py --min-pairs 1000 --repeats 3   # a quicker run
     python benchmarks/bench_score.py --tiny              # functional check with a tiny model
+    python benchmarks/bench_score.py --precision fp32    # what a CPU without bf16 units runs
 
 Input: the sentences of data/annotations/sentences.jsonl, repeated until the registry finds
 at least --min-pairs pairs in them (default 5,000), as a .jsonl with a `sentence` column (so
@@ -13,8 +14,8 @@ suffix, so no sentence repeats (sentiment is computed once per distinct sentence
 
 Methods, run in turn for --repeats rounds (each round times every method once):
 1. `stance score`: the real CLI, in process (``batch.cli.app``), end to end: read, detect
-   actors, load the model from the store with the default precision and backend (``auto``),
-   predict, write the CSV.
+   actors, load the model from the store with --precision (default ``auto``) and the default
+   backend (``auto``), predict, write the CSV.
 2. raw forward passes alone (``Predictor.probabilities`` on every pair and sentence: the
    forward work the CLI needs, nothing around it): fp32 PyTorch; fp32 ONNX Runtime; bf16
    PyTorch where the CPU has bf16 units (elsewhere it is emulated, slow, and never chosen);
@@ -60,12 +61,12 @@ def build_input(path: Path, min_pairs: int) -> tuple[list[str], int]:
     return sentences, pairs
 
 
-def cli_method(tag: str, input_path: Path, out: Path, batch_size: int):
+def cli_method(tag: str, input_path: Path, out: Path, batch_size: int, precision: str):
     from batch.cli import app
 
     def run():
-        app(["score", str(input_path), "--out", str(out), "--model", tag, "--batch-size", str(batch_size)],
-            standalone_mode=False)
+        app(["score", str(input_path), "--out", str(out), "--model", tag, "--batch-size", str(batch_size),
+             "--precision", precision], standalone_mode=False)
 
     return run
 
@@ -130,6 +131,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="rounds over the methods (figures: median and range)")
     parser.add_argument("--skip-pipeline", action="store_true", help="leave out the (slow) Hugging Face pipeline")
     parser.add_argument("--int8", action="store_true", help="also time dynamic int8 and report its labels")
+    parser.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                        help="what `stance score` runs: auto (its default), or fp32, the path of a CPU without "
+                             "bf16 units, measurable on any CPU")
     args = parser.parse_args(argv)
 
     tag, what = choose_model(args.model, args.tiny)
@@ -147,11 +151,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_score_") as tmp:
         input_path, out = Path(tmp) / "input.jsonl", Path(tmp) / "scored.csv"
         sentences, n_pairs = build_input(input_path, args.min_pairs)
-        auto = Predictor.from_store(tag, batch_size=args.batch_size)  # what `stance score` loads
-        auto_precision = precisions.resolve("auto", precisions.passed_checks(auto.meta), met=precisions.met_targets(auto.meta))[0]
+        auto = Predictor.from_store(tag, batch_size=args.batch_size, precision=args.precision)  # what `stance score` loads
+        auto_precision = precisions.resolve(args.precision, precisions.passed_checks(auto.meta), met=precisions.met_targets(auto.meta))[0]
         print(f"model {tag} ({what}); {len(sentences)} sentences, {n_pairs} pairs; batch size {args.batch_size}; "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.repeats} rounds")
-        print(f"stance score's auto choice: {auto.choice}\n")
+        print(f"stance score's choice: {auto.choice}\n")
         fp32 = Predictor.from_store(tag, batch_size=args.batch_size, precision="fp32", backend="torch")
         bf16 = fp32.with_parts(precisions.convert(fp32.model, "bf16")).traced()
         predictors = {"raw forward, fp32 PyTorch": fp32,
@@ -169,7 +173,7 @@ def main(argv=None) -> int:
         assert len(rows) == n_pairs, (len(rows), n_pairs)
         for p in predictors.values():
             p.probabilities(rows[:64], sentences[:64])  # warm-up
-        methods = {"stance score (in process, end to end)": cli_method(tag, input_path, out, args.batch_size)}
+        methods = {"stance score (in process, end to end)": cli_method(tag, input_path, out, args.batch_size, args.precision)}
         methods.update({name: raw_method(p, rows, sentences) for name, p in predictors.items()})
         if not args.skip_pipeline:
             methods["HF pipeline(text-classification)"] = pipeline_method(

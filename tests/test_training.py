@@ -231,6 +231,19 @@ def test_precision_auto_follows_the_cpu_and_the_saved_checks():
         resolve("fp16", {}, set())
 
 
+def test_the_cpu_is_named_with_its_family_and_model_numbers(tmp_path):
+    from model.precision import cpu_flags, cpu_model
+
+    info = tmp_path / "cpuinfo"
+    block = "processor\t: {n}\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nflags\t\t: avx2 avx512_bf16\n\n"
+    info.write_text(block.format(n=0) + block.format(n=1).replace("26", "25"))
+    assert cpu_model(info) == "AMD EPYC (family 26, model 2)"  # the first processor's
+    assert cpu_flags(info) == {"avx2", "avx512_bf16"}
+    info.write_text("processor\t: 0\nmodel name\t: Some CPU\n")
+    assert cpu_model(info) == "Some CPU"
+    assert cpu_model(tmp_path / "absent") == "unknown CPU" and cpu_flags(tmp_path / "absent") == set()
+
+
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_lower_precisions_keep_the_labels_on_the_probes(tiny_model_dir, precision):
     from model.predictor import PROBES
