@@ -76,12 +76,15 @@ def remember(name: str, outcome: Outcome) -> None:
     entries[name] = {"backend": outcome.backend, "torch_ms": round(outcome.torch_ms, 1),
                      "onnx_ms": round(outcome.onnx_ms, 1), "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     kept = dict(list(entries.items())[-MAX_ENTRIES:])
-    target = path()
+    target, written = path(), None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Written aside and renamed: processes loading at once (Ray workers) never read half a file.
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=target.parent, suffix=".tmp", delete=False) as f:
+            written = f.name
             json.dump(kept, f, indent=1)
-        os.replace(f.name, target)
+        os.replace(written, target)
     except OSError as e:
         log.debug("could not remember the backend race in %s: %s", target, e)
+        if written:
+            Path(written).unlink(missing_ok=True)

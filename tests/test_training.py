@@ -369,6 +369,12 @@ def test_an_unwritable_backend_memo_only_costs_the_timing(tiny_model_dir, tmp_pa
         p = Predictor.load(tiny_model_dir, precision="fp32", backend="auto")
         assert "(measured at load: PyTorch" in p.choice
     assert blocker.read_text() == ""
+    # A folder where the file should be: the rename fails, and no half-written file is left.
+    cache = tmp_path / "cache"
+    (cache / "backends.json").mkdir(parents=True)
+    monkeypatch.setenv("STANCE_CACHE_DIR", str(cache))
+    assert "(measured at load: PyTorch" in Predictor.load(tiny_model_dir, precision="fp32", backend="auto").choice
+    assert [f.name for f in cache.iterdir()] == ["backends.json"]
 
 
 def test_backend_race_times_in_turns_and_keeps_each_sides_best_pass():
